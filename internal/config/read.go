@@ -1,0 +1,179 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// maxInput bounds one file or stdin; policy sets are far smaller.
+const maxInput = 64 << 20
+
+// document is one non-empty YAML or JSON document of an input.
+type document struct {
+	src  Source
+	root *yaml.Node // the document's content: a mapping for any object
+}
+
+// readPath reads a file, every .yaml/.yml/.json file under a directory
+// (recursively, in lexical order), or stdin for "-".
+func readPath(path string, stdin io.Reader) ([]document, []*Error) {
+	if path == "-" {
+		if stdin == nil {
+			return nil, []*Error{{Source: Source{File: "<stdin>"}, Msg: "no standard input"}}
+		}
+		data, err := io.ReadAll(io.LimitReader(stdin, maxInput+1))
+		if err != nil {
+			return nil, []*Error{{Source: Source{File: "<stdin>"}, Msg: err.Error()}}
+		}
+		return splitDocuments("<stdin>", data)
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, []*Error{{Source: Source{File: path}, Msg: cleanPathError(err)}}
+	}
+	if !info.IsDir() {
+		return readFile(path)
+	}
+	var docs []document
+	var errs []*Error
+	walkErr := filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			errs = append(errs, &Error{Source: Source{File: p}, Msg: cleanPathError(err)})
+			return nil
+		}
+		if d.IsDir() {
+			if p != path && strings.HasPrefix(d.Name(), ".") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		switch strings.ToLower(filepath.Ext(p)) {
+		case ".yaml", ".yml", ".json":
+			ds, es := readFile(p)
+			docs = append(docs, ds...)
+			errs = append(errs, es...)
+		}
+		return nil
+	})
+	if walkErr != nil {
+		errs = append(errs, &Error{Source: Source{File: path}, Msg: walkErr.Error()})
+	}
+	return docs, errs
+}
+
+func readFile(path string) ([]document, []*Error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, []*Error{{Source: Source{File: path}, Msg: cleanPathError(err)}}
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxInput+1))
+	if err != nil {
+		return nil, []*Error{{Source: Source{File: path}, Msg: cleanPathError(err)}}
+	}
+	return splitDocuments(path, data)
+}
+
+// cleanPathError drops the path from err: the Source already names it.
+func cleanPathError(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+// splitDocuments parses every document of a YAML or JSON stream. The stream
+// is first cut at "---" lines so that a syntax error in one document is
+// reported and the documents after it are still read; each part is parsed
+// with its lines numbered as in the whole file.
+func splitDocuments(name string, data []byte) ([]document, []*Error) {
+	if len(data) > maxInput {
+		return nil, []*Error{{Source: Source{File: name}, Msg: fmt.Sprintf("input is larger than %d bytes", maxInput)}}
+	}
+	var docs []document
+	var errs []*Error
+	index := 0
+	for _, part := range splitStream(data) {
+		// Leading newlines make the parser count lines as the file does.
+		text := append(bytes.Repeat([]byte{'\n'}, part.line-1), part.text...)
+		dec := yaml.NewDecoder(bytes.NewReader(text))
+		for {
+			var n yaml.Node
+			err := dec.Decode(&n)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				index++
+				line, msg := yamlErrorLine(err)
+				if line == 0 {
+					line = part.line
+				}
+				errs = append(errs, &Error{Source: Source{File: name, Doc: index, Line: line}, Msg: "invalid YAML: " + msg})
+				break
+			}
+			root := deref(&n)
+			if root.Kind == 0 || isNull(root) || (root.Kind == yaml.DocumentNode && len(root.Content) == 0) {
+				continue // empty document: only comments or "---"
+			}
+			index++
+			src := Source{File: name, Doc: index, Line: root.Line}
+			if root.Kind != yaml.MappingNode {
+				errs = append(errs, &Error{Source: src, Msg: fmt.Sprintf("document is %s, expected a mapping with apiVersion and kind", describe(root))})
+				continue
+			}
+			src.root = root
+			docs = append(docs, document{src: src, root: root})
+		}
+	}
+	return docs, errs
+}
+
+type streamPart struct {
+	line int // 1-based line of the part's first line
+	text []byte
+}
+
+// splitStream cuts data before every line that starts a new document ("---"
+// alone or followed by a space or tab).
+func splitStream(data []byte) []streamPart {
+	var parts []streamPart
+	start, startLine, line := 0, 1, 1
+	for off := 0; off < len(data); {
+		end := bytes.IndexByte(data[off:], '\n')
+		next := len(data)
+		if end >= 0 {
+			next = off + end + 1
+		}
+		l := bytes.TrimRight(data[off:next], "\r\n")
+		if off > start && (bytes.Equal(l, []byte("---")) || bytes.HasPrefix(l, []byte("--- ")) || bytes.HasPrefix(l, []byte("---\t"))) {
+			parts = append(parts, streamPart{line: startLine, text: data[start:off]})
+			start, startLine = off, line
+		}
+		off = next
+		line++
+	}
+	return append(parts, streamPart{line: startLine, text: data[start:]})
+}
+
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): `)
+
+func yamlErrorLine(err error) (int, string) {
+	msg := err.Error()
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		return n, msg[len(m[0]):]
+	}
+	return 0, strings.TrimPrefix(msg, "yaml: ")
+}

@@ -1,0 +1,151 @@
+package config
+
+import (
+	"fmt"
+	"io"
+	"sort"
+
+	networkingv1alpha3 "istio.io/api/networking/v1alpha3"
+	securityv1beta1 "istio.io/api/security/v1beta1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Resource is one Istio resource: its metadata, its strictly decoded spec
+// and where it was read from.
+type Resource[S any] struct {
+	APIVersion string
+	Kind       string
+	Meta       metav1.ObjectMeta
+	Spec       S
+	Source     Source
+}
+
+// Key is "namespace/name".
+func (r *Resource[S]) Key() string { return r.Meta.Namespace + "/" + r.Meta.Name }
+
+// String is "Kind namespace/name", the way errors and traces name a resource.
+func (r *Resource[S]) String() string { return r.Kind + " " + r.Key() }
+
+// Snapshot is an immutable set of resources and the inventory they apply to.
+// Once returned by Load or Parse it must not be modified.
+type Snapshot struct {
+	Mesh      Mesh
+	Inventory Inventory
+
+	// Each list is ordered oldest first, as istiod orders them.
+	AuthorizationPolicies  []*Resource[*securityv1beta1.AuthorizationPolicy]
+	PeerAuthentications    []*Resource[*securityv1beta1.PeerAuthentication]
+	RequestAuthentications []*Resource[*securityv1beta1.RequestAuthentication]
+	DestinationRules       []*Resource[*networkingv1alpha3.DestinationRule]
+
+	// Notes lists what was read but not used, such as kinds that are not
+	// Palisade's business.
+	Notes []Note
+}
+
+// Load reads every path: a file, a directory (recursively: .yaml, .yml and
+// .json files) or "-" for stdin. It returns the snapshot of everything that
+// decoded, and every problem found, sorted by file and line. A document with
+// a problem is left out of the snapshot.
+func Load(paths []string, stdin io.Reader) (*Snapshot, []*Error) {
+	l := newLoader()
+	for _, p := range paths {
+		docs, errs := readPath(p, stdin)
+		l.errs = append(l.errs, errs...)
+		for _, d := range docs {
+			l.add(d)
+		}
+	}
+	return l.finish()
+}
+
+// Parse is Load for one in-memory input named name.
+func Parse(name string, data []byte) (*Snapshot, []*Error) {
+	l := newLoader()
+	docs, errs := splitDocuments(name, data)
+	l.errs = append(l.errs, errs...)
+	for _, d := range docs {
+		l.add(d)
+	}
+	return l.finish()
+}
+
+type loader struct {
+	snap *Snapshot
+	errs []*Error
+	seen map[string]Source // "Kind ns/name" → first definition
+	mesh []meshCandidate
+}
+
+func newLoader() *loader {
+	return &loader{snap: &Snapshot{Inventory: newInventory()}, seen: map[string]Source{}}
+}
+
+func (l *loader) errorf(src Source, object, format string, args ...any) {
+	l.errs = append(l.errs, &Error{Source: src, Object: object, Msg: fmt.Sprintf(format, args...)})
+}
+
+// fail records err, which may carry a line of its own, as a problem of the
+// document at src.
+func (l *loader) fail(src Source, object string, err error) {
+	if le, ok := err.(*lineError); ok {
+		if le.line > 0 {
+			src.Line = le.line
+		}
+		l.errs = append(l.errs, &Error{Source: src, Object: object, Msg: le.msg})
+		return
+	}
+	l.errs = append(l.errs, &Error{Source: src, Object: object, Msg: err.Error()})
+}
+
+// claim registers "Kind ns/name" and reports a second definition of it.
+func (l *loader) claim(kind, ns, name string, src Source) bool {
+	key := fmt.Sprintf("%s %s/%s", kind, ns, name)
+	if ns == "" {
+		key = kind + " " + name
+	}
+	if first, dup := l.seen[key]; dup {
+		l.errorf(src, key, "defined twice; first definition at %s", first)
+		return false
+	}
+	l.seen[key] = src
+	return true
+}
+
+func (l *loader) finish() (*Snapshot, []*Error) {
+	s := l.snap
+	l.resolveMesh()
+	sortOldestFirst(s.AuthorizationPolicies)
+	sortOldestFirst(s.PeerAuthentications)
+	sortOldestFirst(s.RequestAuthentications)
+	sortOldestFirst(s.DestinationRules)
+	s.Inventory.finish()
+	sort.SliceStable(l.errs, func(i, j int) bool {
+		a, b := l.errs[i].Source, l.errs[j].Source
+		if a.File != b.File {
+			return a.File < b.File
+		}
+		if a.Doc != b.Doc {
+			return a.Doc < b.Doc
+		}
+		return a.Line < b.Line
+	})
+	return s, l.errs
+}
+
+// sortOldestFirst orders resources as istiod does where "the oldest wins":
+// by creation time, then name, then namespace (configCompareByCreationTime
+// in istio/istio pilot/pkg/model/config.go). Resources read from files have
+// no creation time, so among them the name decides.
+func sortOldestFirst[S any](rs []*Resource[S]) {
+	sort.SliceStable(rs, func(i, j int) bool {
+		a, b := rs[i].Meta, rs[j].Meta
+		if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+			return a.CreationTimestamp.Before(&b.CreationTimestamp)
+		}
+		if a.Name != b.Name {
+			return a.Name < b.Name
+		}
+		return a.Namespace < b.Namespace
+	})
+}
