@@ -161,7 +161,11 @@ func sameGroup(versions []string, group string) bool {
 }
 
 func (l *loader) addList(d document) {
-	items := deref(fieldNode(d.root, "items"))
+	items := fieldNode(d.root, "items")
+	if items == nil {
+		return // an empty List
+	}
+	items = deref(items)
 	if items.Kind != yaml.SequenceNode {
 		l.errorf(d.src.At("items"), "", "items: expected a list")
 		return

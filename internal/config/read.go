@@ -169,11 +169,20 @@ func splitStream(data []byte) []streamPart {
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): `)
 
+// yamlErrorLine extracts the line from a YAML error. The parser counts the
+// lines of its own errors ("did not find expected ...", "found duplicate
+// ...") from zero, unlike the scanner, so those are moved down by one.
 func yamlErrorLine(err error) (int, string) {
 	msg := err.Error()
-	if m := yamlLine.FindStringSubmatch(msg); m != nil {
-		n, _ := strconv.Atoi(m[1])
-		return n, msg[len(m[0]):]
+	m := yamlLine.FindStringSubmatch(msg)
+	if m == nil {
+		return 0, strings.TrimPrefix(msg, "yaml: ")
 	}
-	return 0, strings.TrimPrefix(msg, "yaml: ")
+	n, _ := strconv.Atoi(m[1])
+	msg = msg[len(m[0]):]
+	if strings.HasPrefix(msg, "did not find expected") || strings.HasPrefix(msg, "found duplicate") ||
+		strings.HasPrefix(msg, "found incompatible") || strings.HasPrefix(msg, "found undefined") {
+		n++
+	}
+	return n, msg
 }
