@@ -99,7 +99,7 @@ func TestEvaluate(t *testing.T) {
 			policies: policy("foo", "deny-all", "action: DENY\nrules:\n- {}"), req: httpReq(sleepFoo, "GET", "/"), allow: false, rule: "ns[foo]-policy[deny-all]-rule[0]"},
 		{name: "DENY is applied before ALLOW", cite: "authorization_policy.proto: if any DENY policy matches the request, deny",
 			policies: policy("foo", "allow-all", "rules:\n- {}") + policy("foo", "deny-get", "action: DENY\nrules:\n- to:\n  - operation:\n      methods: [GET]"),
-			req: httpReq(sleepFoo, "GET", "/"), allow: false, rule: "ns[foo]-policy[deny-get]-rule[0]"},
+			req:      httpReq(sleepFoo, "GET", "/"), allow: false, rule: "ns[foo]-policy[deny-get]-rule[0]"},
 		{name: "ALLOW policies present and none matches", cite: "authorization_policy.proto step 5: otherwise deny",
 			policies: allowGET, req: httpReq(sleepFoo, "POST", "/"), allow: false},
 		{name: "ALLOW matches", cite: "authorization_policy.proto step 4", policies: allowGET,
@@ -108,27 +108,27 @@ func TestEvaluate(t *testing.T) {
 			policies: policy("foo", "audit", "action: AUDIT\nrules:\n- {}"), req: httpReq(sleepFoo, "GET", "/"), allow: true},
 		{name: "dry-run ALLOW does not enforce", cite: "builder.go isDryRun: dry-run policies go to shadow rules only",
 			policies: strings.Replace(policy("foo", "dry", "{}"), "namespace: foo", "namespace: foo\n  annotations:\n    istio.io/dry-run: \"true\"", 1),
-			req: httpReq(sleepFoo, "GET", "/"), allow: true},
+			req:      httpReq(sleepFoo, "GET", "/"), allow: true},
 		{name: "dry-run DENY does not enforce", cite: "builder.go isDryRun",
 			policies: strings.Replace(policy("foo", "dry", "action: DENY\nrules:\n- {}"), "namespace: foo", "namespace: foo\n  annotations:\n    istio.io/dry-run: \"true\"", 1),
-			req: httpReq(sleepFoo, "GET", "/"), allow: true},
+			req:      httpReq(sleepFoo, "GET", "/"), allow: true},
 		{name: "CUSTOM without a provider denies what it matches", cite: "builder.go getBadCustomDenyRules",
 			policies: policy("foo", "ext", "action: CUSTOM\nprovider:\n  name: opa\nrules:\n- to:\n  - operation:\n      paths: [/x]"),
-			req: httpReq(sleepFoo, "GET", "/x"), allow: false, rule: "ns[foo]-policy[ext]-rule[0]"},
+			req:      httpReq(sleepFoo, "GET", "/x"), allow: false, rule: "ns[foo]-policy[ext]-rule[0]"},
 		{name: "CUSTOM without a provider leaves other requests alone", cite: "builder.go getBadCustomDenyRules: only CUSTOM-matched requests",
 			policies: policy("foo", "ext", "action: CUSTOM\nprovider:\n  name: opa\nrules:\n- to:\n  - operation:\n      paths: [/x]"),
-			req: httpReq(sleepFoo, "GET", "/y"), allow: true},
+			req:      httpReq(sleepFoo, "GET", "/y"), allow: true},
 		{name: "CUSTOM with a provider is not evaluable offline", cite: "builder.go: ext_authz runs when the shadow rule matches",
-			policies: policy("foo", "ext", "action: CUSTOM\nprovider:\n  name: opa\nrules:\n- to:\n  - operation:\n      paths: [/x]"),
+			policies:  policy("foo", "ext", "action: CUSTOM\nprovider:\n  name: opa\nrules:\n- to:\n  - operation:\n      paths: [/x]"),
 			providers: map[string]ProviderKind{"opa": ProviderExtAuthzHTTP}, req: httpReq(sleepFoo, "GET", "/x"), allow: false, rule: "ns[foo]-policy[ext]-rule[0]"},
 		{name: "CUSTOM allowed by the authorizer continues to DENY and ALLOW", cite: "authorization_policy.proto step 1: deny only if the result is deny",
-			policies: policy("foo", "ext", "action: CUSTOM\nprovider:\n  name: opa\nrules:\n- {}") + allowGET,
+			policies:  policy("foo", "ext", "action: CUSTOM\nprovider:\n  name: opa\nrules:\n- {}") + allowGET,
 			providers: map[string]ProviderKind{"opa": ProviderExtAuthzHTTP}, assume: true, req: httpReq(sleepFoo, "POST", "/x"), allow: false},
 		{name: "CUSTOM with an HTTP provider is ignored on TCP", cite: "builder.go: ignored CUSTOM action with HTTP provider on TCP filter chain",
-			policies: policy("foo", "ext", "action: CUSTOM\nprovider:\n  name: opa\nrules:\n- {}"),
+			policies:  policy("foo", "ext", "action: CUSTOM\nprovider:\n  name: opa\nrules:\n- {}"),
 			providers: map[string]ProviderKind{"opa": ProviderExtAuthzHTTP}, req: tcpReq(sleepFoo, 8000), allow: true},
 		{name: "CUSTOM with a gRPC provider applies on TCP", cite: "builder.go buildTCP: network ext_authz for gRPC providers",
-			policies: policy("foo", "ext", "action: CUSTOM\nprovider:\n  name: opa\nrules:\n- {}"),
+			policies:  policy("foo", "ext", "action: CUSTOM\nprovider:\n  name: opa\nrules:\n- {}"),
 			providers: map[string]ProviderKind{"opa": ProviderExtAuthzGRPC}, req: tcpReq(sleepFoo, 8000), allow: false, rule: "ns[foo]-policy[ext]-rule[0]"},
 
 		// Scope.
@@ -148,22 +148,22 @@ func TestEvaluate(t *testing.T) {
 		// Boolean structure.
 		{name: "from entries are ORed", cite: "authorization_policy.proto Rule: at least one source",
 			policies: policy("foo", "p", "rules:\n- from:\n  - source:\n      principals: [cluster.local/ns/x/sa/y]\n  - source:\n      principals: [cluster.local/ns/foo/sa/sleep]"),
-			req: httpReq(sleepFoo, "GET", "/"), allow: true, rule: "ns[foo]-policy[p]-rule[0]"},
+			req:      httpReq(sleepFoo, "GET", "/"), allow: true, rule: "ns[foo]-policy[p]-rule[0]"},
 		{name: "source fields are ANDed", cite: "authorization_policy.proto Source: fields are ANDed",
 			policies: policy("foo", "p", "rules:\n- from:\n  - source:\n      principals: [cluster.local/ns/foo/sa/sleep]\n      ipBlocks: [192.168.0.0/16]"),
-			req: httpReq(sleepFoo, "GET", "/"), allow: false},
+			req:      httpReq(sleepFoo, "GET", "/"), allow: false},
 		{name: "from and to are ANDed", cite: "authorization_policy.proto Rule: a source, an operation and all conditions",
 			policies: policy("foo", "p", "rules:\n- from:\n  - source:\n      principals: [cluster.local/ns/foo/sa/sleep]\n  to:\n  - operation:\n      methods: [POST]"),
-			req: httpReq(sleepFoo, "GET", "/"), allow: false},
+			req:      httpReq(sleepFoo, "GET", "/"), allow: false},
 		{name: "when conditions are ANDed", cite: "authorization_policy.proto Rule: all conditions",
 			policies: policy("foo", "p", "rules:\n- when:\n  - key: source.namespace\n    values: [foo]\n  - key: request.headers[x-token]\n    values: [abc]"),
-			req: httpReq(sleepFoo, "GET", "/"), allow: false},
+			req:      httpReq(sleepFoo, "GET", "/"), allow: false},
 		{name: "rules are ORed", cite: "authorization_policy.proto rules: a match occurs when at least one rule matches",
 			policies: policy("foo", "p", "rules:\n- to:\n  - operation:\n      methods: [POST]\n- to:\n  - operation:\n      paths: [/ok]"),
-			req: httpReq(sleepFoo, "GET", "/ok"), allow: true, rule: "ns[foo]-policy[p]-rule[1]"},
+			req:      httpReq(sleepFoo, "GET", "/ok"), allow: true, rule: "ns[foo]-policy[p]-rule[1]"},
 		{name: "values and notValues are ANDed", cite: "model.go: values OR, notValues NOT(OR), ANDed; golden allow-full-rule",
 			policies: policy("foo", "p", "rules:\n- to:\n  - operation:\n      hosts: [httpbin.foo.svc.cluster.local]\n      notHosts: ['*']"),
-			req: httpReq(sleepFoo, "GET", "/"), allow: false},
+			req:      httpReq(sleepFoo, "GET", "/"), allow: false},
 
 		// Identity fields.
 		{name: "principals exact", cite: "generator.go srcPrincipalGenerator: spiffe:// prepended",
@@ -204,7 +204,7 @@ func TestEvaluate(t *testing.T) {
 			policies: policy("foo", "p", "rules:\n- from:\n  - source:\n      notIpBlocks: [10.1.0.5]"), req: httpReq(sleepFoo, "GET", "/"), allow: false},
 		{name: "remoteIpBlocks read the original client", cite: "authorization_policy.proto remoteIpBlocks: X-Forwarded-For",
 			policies: policy("foo", "p", "rules:\n- from:\n  - source:\n      remoteIpBlocks: [203.0.113.0/24]"),
-			req: with(httpReq(sleepFoo, "GET", "/"), func(r *Request) { r.RemoteIP = netip.MustParseAddr("203.0.113.7") }), allow: true, rule: "ns[foo]-policy[p]-rule[0]"},
+			req:      with(httpReq(sleepFoo, "GET", "/"), func(r *Request) { r.RemoteIP = netip.MustParseAddr("203.0.113.7") }), allow: true, rule: "ns[foo]-policy[p]-rule[0]"},
 		{name: "remoteIpBlocks default to the peer", cite: "Envoy remote_ip is the peer without XFF",
 			policies: policy("foo", "p", "rules:\n- from:\n  - source:\n      remoteIpBlocks: [10.1.0.0/16]"), req: httpReq(sleepFoo, "GET", "/"), allow: true, rule: "ns[foo]-policy[p]-rule[0]"},
 
@@ -213,10 +213,10 @@ func TestEvaluate(t *testing.T) {
 			policies: policy("foo", "p", "rules:\n- to:\n  - operation:\n      hosts: [HTTPBIN.foo.svc.cluster.local]"), req: httpReq(sleepFoo, "GET", "/"), allow: true, rule: "ns[foo]-policy[p]-rule[0]"},
 		{name: "hosts do not strip the port", cite: "Istio security best practices: exact hosts match only the exact string",
 			policies: policy("foo", "p", "rules:\n- to:\n  - operation:\n      hosts: [httpbin.foo.svc.cluster.local]"),
-			req: with(httpReq(sleepFoo, "GET", "/"), func(r *Request) { r.Host = "httpbin.foo.svc.cluster.local:8000" }), allow: false},
+			req:      with(httpReq(sleepFoo, "GET", "/"), func(r *Request) { r.Host = "httpbin.foo.svc.cluster.local:8000" }), allow: false},
 		{name: "hosts with a port wildcard", cite: "Istio security best practices: example.com:*",
 			policies: policy("foo", "p", "rules:\n- to:\n  - operation:\n      hosts: ['httpbin.foo.svc.cluster.local:*']"),
-			req: with(httpReq(sleepFoo, "GET", "/"), func(r *Request) { r.Host = "httpbin.foo.svc.cluster.local:8000" }), allow: true, rule: "ns[foo]-policy[p]-rule[0]"},
+			req:      with(httpReq(sleepFoo, "GET", "/"), func(r *Request) { r.Host = "httpbin.foo.svc.cluster.local:8000" }), allow: true, rule: "ns[foo]-policy[p]-rule[0]"},
 		{name: "methods are case-sensitive", cite: "generator.go methodGenerator: :method header matcher, case-sensitive",
 			policies: policy("foo", "p", "rules:\n- to:\n  - operation:\n      methods: [get]"), req: httpReq(sleepFoo, "GET", "/"), allow: false},
 		{name: "paths prefix", cite: "TestAuthz_PathPrecedence; matcher.PathMatcher: /x/* is prefix /x/",
@@ -245,23 +245,23 @@ func TestEvaluate(t *testing.T) {
 		// Conditions.
 		{name: "request header value", cite: "TestAuthz_Conditions conditions.yaml.tmpl: x-foo: foo allowed",
 			policies: policy("foo", "p", "rules:\n- when:\n  - key: request.headers[x-foo]\n    values: [foo]"),
-			req: with(httpReq(sleepFoo, "GET", "/"), func(r *Request) { r.Headers = Headers{{"x-foo", "foo"}} }), allow: true, rule: "ns[foo]-policy[p]-rule[0]"},
+			req:      with(httpReq(sleepFoo, "GET", "/"), func(r *Request) { r.Headers = Headers{{"x-foo", "foo"}} }), allow: true, rule: "ns[foo]-policy[p]-rule[0]"},
 		{name: "request header other value", cite: "TestAuthz_Conditions: x-foo: bar denied",
 			policies: policy("foo", "p", "rules:\n- when:\n  - key: request.headers[x-foo]\n    values: [foo]"),
-			req: with(httpReq(sleepFoo, "GET", "/"), func(r *Request) { r.Headers = Headers{{"x-foo", "bar"}} }), allow: false},
+			req:      with(httpReq(sleepFoo, "GET", "/"), func(r *Request) { r.Headers = Headers{{"x-foo", "bar"}} }), allow: false},
 		{name: "request header absent", cite: "TestAuthz_Conditions: header absent denied",
 			policies: policy("foo", "p", "rules:\n- when:\n  - key: request.headers[x-foo]\n    values: [foo]"), req: httpReq(sleepFoo, "GET", "/"), allow: false},
 		{name: "request header notValues with the header absent", cite: "Envoy: a missing header fails the matcher, NOT makes it match",
 			policies: policy("foo", "p", "rules:\n- when:\n  - key: request.headers[x-foo]\n    notValues: [bar]"), req: httpReq(sleepFoo, "GET", "/"), allow: true, rule: "ns[foo]-policy[p]-rule[0]"},
 		{name: "request header * is presence, even empty", cite: "matcher.HeaderMatcher: * → present_match",
 			policies: policy("foo", "p", "rules:\n- when:\n  - key: request.headers[X-Foo]\n    values: ['*']"),
-			req: with(httpReq(sleepFoo, "GET", "/"), func(r *Request) { r.Headers = Headers{{"x-foo", ""}} }), allow: true, rule: "ns[foo]-policy[p]-rule[0]"},
+			req:      with(httpReq(sleepFoo, "GET", "/"), func(r *Request) { r.Headers = Headers{{"x-foo", ""}} }), allow: true, rule: "ns[foo]-policy[p]-rule[0]"},
 		{name: "repeated headers are joined with commas", cite: "Envoy header_utility getAllOfHeaderAsString",
 			policies: policy("foo", "p", "rules:\n- when:\n  - key: request.headers[x-foo]\n    values: [a]"),
-			req: with(httpReq(sleepFoo, "GET", "/"), func(r *Request) { r.Headers = Headers{{"x-foo", "a"}, {"x-foo", "a"}} }), allow: false},
+			req:      with(httpReq(sleepFoo, "GET", "/"), func(r *Request) { r.Headers = Headers{{"x-foo", "a"}, {"x-foo", "a"}} }), allow: false},
 		{name: "Bearer prefix", cite: "authorization_policy value matching: prefix",
 			policies: policy("foo", "p", "rules:\n- when:\n  - key: request.headers[authorization]\n    values: ['Bearer *']"),
-			req: with(httpReq(sleepFoo, "GET", "/"), func(r *Request) { r.Headers = Headers{{"authorization", "Bearer abc"}} }), allow: true, rule: "ns[foo]-policy[p]-rule[0]"},
+			req:      with(httpReq(sleepFoo, "GET", "/"), func(r *Request) { r.Headers = Headers{{"authorization", "Bearer abc"}} }), allow: true, rule: "ns[foo]-policy[p]-rule[0]"},
 		{name: "destination.ip", cite: "TestAuthz_Conditions: destination.ip = workload IPs allowed",
 			policies: policy("foo", "p", "rules:\n- when:\n  - key: destination.ip\n    values: [10.2.0.9]"), req: httpReq(sleepFoo, "GET", "/"), allow: true, rule: "ns[foo]-policy[p]-rule[0]"},
 		{name: "destination.ip other", cite: "TestAuthz_Conditions: destination.ip = 1.2.3.4 denied",
@@ -270,7 +270,7 @@ func TestEvaluate(t *testing.T) {
 			policies: policy("foo", "p", "rules:\n- when:\n  - key: destination.port\n    values: ['8000']"), req: tcpReq(sleepFoo, 8000), allow: true, rule: "ns[foo]-policy[p]-rule[0]"},
 		{name: "connection.sni suffix", cite: "TestAuthz_Conditions: connection.sni *.<svc FQDN>",
 			policies: policy("foo", "p", "rules:\n- when:\n  - key: connection.sni\n    values: ['*.httpbin.foo.svc.cluster.local']"),
-			req: with(httpReq(sleepFoo, "GET", "/"), func(r *Request) { r.SNI = "outbound_.8000_._.httpbin.foo.svc.cluster.local" }), allow: true, rule: "ns[foo]-policy[p]-rule[0]"},
+			req:      with(httpReq(sleepFoo, "GET", "/"), func(r *Request) { r.SNI = "outbound_.8000_._.httpbin.foo.svc.cluster.local" }), allow: true, rule: "ns[foo]-policy[p]-rule[0]"},
 		{name: "connection.sni on plaintext", cite: "Envoy requested_server_name is empty without TLS",
 			policies: policy("foo", "p", "rules:\n- when:\n  - key: connection.sni\n    values: ['*']"), req: httpReq("", "GET", "/"), allow: false},
 		{name: "source.namespace", cite: "conditions page: source.namespace",
@@ -375,7 +375,18 @@ func TestEvaluateRequestAuth(t *testing.T) {
 	runAuthz(t, cases)
 }
 
+// runAuthz runs every case twice: scanning the rules, and through the
+// peer index (see index.go), which must not change any decision.
 func runAuthz(t *testing.T, cases []authzCase) {
+	t.Helper()
+	defer func(old int) { indexThreshold = old }(indexThreshold)
+	for _, threshold := range []int{1 << 30, 0} {
+		indexThreshold = threshold
+		runAuthzOnce(t, cases)
+	}
+}
+
+func runAuthzOnce(t *testing.T, cases []authzCase) {
 	t.Helper()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

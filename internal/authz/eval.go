@@ -71,13 +71,14 @@ type Set struct {
 	Policies []*Policy // the selecting policies, oldest first
 
 	// Indexed [0] for HTTP, [1] for TCP.
-	badCustom                         [2][]*rule // CUSTOM rules whose provider is missing or invalid: they deny
-	extAuthz                          [2][]*rule // CUSTOM rules that call an external authorizer
-	deny                              [2][]*rule
-	allow                             [2][]*rule
-	audit                             [2][]*rule
-	dryDeny                           [2][]*rule
-	dryAllow                          [2][]*rule
+	badCustom [2]ruleList // CUSTOM rules whose provider is missing or invalid: they deny
+	extAuthz  [2]ruleList // CUSTOM rules that call an external authorizer
+	deny      [2]ruleList
+	allow     [2]ruleList
+	audit     [2]ruleList
+	dryDeny   [2]ruleList
+	dryAllow  [2]ruleList
+
 	hasAllow, hasDryAllow, hasDryDeny bool
 
 	// AssumeExtAuthzAllows makes a request sent to an external authorizer
@@ -113,33 +114,38 @@ func NewSet(policies []*Policy, providers map[string]ProviderKind) *Set {
 					if v == 0 {
 						s.CustomProblems = append(s.CustomProblems, fmt.Sprintf("%s: the workload has CUSTOM policies with %d providers; istiod allows one, so their rules deny", p.ID(), len(names)))
 					}
-					s.badCustom[v] = append(s.badCustom[v], rules[v]...)
+					s.badCustom[v].add(rules[v]...)
 				case !ok || kind == ProviderOther:
 					if v == 0 {
 						s.CustomProblems = append(s.CustomProblems, fmt.Sprintf("%s: extension provider %q is not an ext_authz provider in meshConfig.extensionProviders, so its rules deny", p.ID(), p.Provider))
 					}
-					s.badCustom[v] = append(s.badCustom[v], rules[v]...)
+					s.badCustom[v].add(rules[v]...)
 				case v == 1 && kind == ProviderExtAuthzHTTP:
 					// An HTTP ext_authz provider is ignored on TCP chains.
 				default:
-					s.extAuthz[v] = append(s.extAuthz[v], rules[v]...)
+					s.extAuthz[v].add(rules[v]...)
 				}
 			case p.Action == Deny && p.DryRun:
-				s.dryDeny[v] = append(s.dryDeny[v], rules[v]...)
+				s.dryDeny[v].add(rules[v]...)
 				s.hasDryDeny = true
 			case p.Action == Deny:
-				s.deny[v] = append(s.deny[v], rules[v]...)
+				s.deny[v].add(rules[v]...)
 			case p.Action == Allow && p.DryRun:
-				s.dryAllow[v] = append(s.dryAllow[v], rules[v]...)
+				s.dryAllow[v].add(rules[v]...)
 				s.hasDryAllow = true
 			case p.Action == Allow:
-				s.allow[v] = append(s.allow[v], rules[v]...)
+				s.allow[v].add(rules[v]...)
 				// Even an ALLOW policy all of whose rules were skipped
 				// counts: the workload then denies everything else.
 				s.hasAllow = true
 			case p.Action == Audit:
-				s.audit[v] = append(s.audit[v], rules[v]...)
+				s.audit[v].add(rules[v]...)
 			}
+		}
+	}
+	for v := range 2 {
+		for _, l := range []*ruleList{&s.badCustom[v], &s.extAuthz[v], &s.deny[v], &s.allow[v], &s.audit[v], &s.dryDeny[v], &s.dryAllow[v]} {
+			l.build()
 		}
 	}
 	return s
@@ -154,29 +160,29 @@ func (s *Set) Evaluate(r *Request) Decision {
 		v = 1
 	}
 	var d Decision
-	d.Audit = first(s.audit[v], r)
+	d.Audit = s.audit[v].first(r)
 	if s.hasDryDeny {
 		d.DryDeny.Present = true
-		d.DryDeny.Match = first(s.dryDeny[v], r)
+		d.DryDeny.Match = s.dryDeny[v].first(r)
 		d.DryDeny.Allowed = d.DryDeny.Match.Policy == nil
 	}
 	if s.hasDryAllow {
 		d.DryAllow.Present = true
-		d.DryAllow.Match = first(s.dryAllow[v], r)
+		d.DryAllow.Match = s.dryAllow[v].first(r)
 		d.DryAllow.Allowed = d.DryAllow.Match.Policy != nil
 	}
-	if m := first(s.badCustom[v], r); m.Policy != nil {
+	if m := s.badCustom[v].first(r); m.Policy != nil {
 		d.Reason, d.Match = DeniedBadCustom, m
 		return d
 	}
-	if m := first(s.extAuthz[v], r); m.Policy != nil {
+	if m := s.extAuthz[v].first(r); m.Policy != nil {
 		d.ExtAuthz = m
 		if !s.AssumeExtAuthzAllows {
 			d.Reason, d.Match = DeniedByExtAuthz, m
 			return d
 		}
 	}
-	if m := first(s.deny[v], r); m.Policy != nil {
+	if m := s.deny[v].first(r); m.Policy != nil {
 		d.Reason, d.Match = DeniedByRule, m
 		return d
 	}
@@ -184,21 +190,12 @@ func (s *Set) Evaluate(r *Request) Decision {
 		d.Allowed, d.Reason = true, AllowedNoAllowPolicy
 		return d
 	}
-	if m := first(s.allow[v], r); m.Policy != nil {
+	if m := s.allow[v].first(r); m.Policy != nil {
 		d.Allowed, d.Reason, d.Match = true, AllowedByRule, m
 		return d
 	}
 	d.Reason = DeniedNoAllowMatch
 	return d
-}
-
-func first(rules []*rule, r *Request) Match {
-	for _, ru := range rules {
-		if ru.match(r) {
-			return Match{Policy: ru.policy, Rule: ru.index}
-		}
-	}
-	return Match{}
 }
 
 // SortPolicies orders policies as istiod lists them: root namespace first,
