@@ -1,0 +1,28 @@
+# Palisade's two entry points: `make demo` runs the main job on the embedded
+# example (no cluster needed); `make test` runs the whole test suite.
+
+GO ?= go
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+EXAMPLE := examples/reference-system
+
+.PHONY: demo test build bench fuzz
+
+build:
+	$(GO) build -o bin/palisade ./cmd/palisade
+
+demo: build
+	./scripts/demo.sh bin/palisade $(EXAMPLE)
+
+test:
+	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo 'gofmt needed'; exit 1)
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+	$(GO) test -count=1 ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Runs every fuzz target for FUZZTIME each (default 30s).
+FUZZTIME ?= 30s
+fuzz:
+	./scripts/fuzz.sh $(FUZZTIME)

@@ -1,0 +1,381 @@
+package engine
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	networkingv1alpha3 "istio.io/api/networking/v1alpha3"
+
+	"github.com/palisade-security/palisade/internal/authz"
+	"github.com/palisade-security/palisade/internal/config"
+	"github.com/palisade-security/palisade/internal/httpnorm"
+	"github.com/palisade-security/palisade/internal/mtls"
+	"github.com/palisade-security/palisade/internal/trafficpolicy"
+)
+
+// Request is a connection, and optionally an HTTP request on it, to check.
+type Request struct {
+	From   *config.Workload // nil for a client outside the mesh
+	FromIP netip.Addr       // the client's address; defaults to From's pod IP
+	To     *config.Workload
+	Port   uint16     // workload (container) port; 0 means To's first port
+	DestIP netip.Addr // defaults to To's pod IP
+	// Plaintext makes an in-mesh client connect without mTLS, as a client
+	// without a sidecar would.
+	Plaintext bool
+	HTTP      *HTTPRequest // nil for a TCP connection
+}
+
+// HTTPRequest is an HTTP request as the client sends it.
+type HTTPRequest struct {
+	Method  string
+	Path    string // may carry a query string
+	Host    string // defaults to the destination service's name
+	Headers []authz.Header
+}
+
+// Layers a verdict can be decided by.
+const (
+	LayerMTLS  = "mtls"
+	LayerHTTP  = "http"
+	LayerAuthn = "authn"
+	LayerAuthz = "authz"
+)
+
+// Verdict is the outcome of a check, with the trace that explains it.
+type Verdict struct {
+	Allowed bool `json:"allowed"`
+	// Status is the HTTP status the client sees: 200, 400, 401, 403 or
+	// 404; 0 for a TCP connection or a refused one.
+	Status    int       `json:"status"`
+	DecidedBy DecidedBy `json:"decidedBy"`
+	Request   Summary   `json:"request"`
+	Trace     []Step    `json:"trace"`
+	Warnings  []string  `json:"warnings,omitempty"`
+	// LeftOut lists input that is not in effect: documents that do not
+	// decode and resources istiod would reject.
+	LeftOut []LeftOut `json:"leftOut,omitempty"`
+	DryRun  []DryRun  `json:"dryRun,omitempty"`
+	Audit   *RuleRef  `json:"audit,omitempty"`
+	Traffic *Traffic  `json:"destinationRule,omitempty"`
+}
+
+// DecidedBy names what decided a verdict.
+type DecidedBy struct {
+	Layer  string `json:"layer"`
+	Kind   string `json:"kind,omitempty"`   // e.g. AuthorizationPolicy
+	Policy string `json:"policy,omitempty"` // namespace/name
+	Action string `json:"action,omitempty"` // ALLOW, DENY, CUSTOM
+	Rule   *int   `json:"rule,omitempty"`
+	RuleID string `json:"ruleId,omitempty"` // Istio's ns[..]-policy[..]-rule[..]
+	Reason string `json:"reason"`
+}
+
+// LeftOut is input a verdict ignores, and why.
+type LeftOut struct {
+	Object string `json:"object"` // "Kind namespace/name", or "" when the document did not parse
+	Where  string `json:"where"`  // file:line (document N)
+	Reason string `json:"reason"`
+}
+
+// RuleRef names a rule.
+type RuleRef struct {
+	Policy string `json:"policy"`
+	Rule   int    `json:"rule"`
+	RuleID string `json:"ruleId"`
+}
+
+// DryRun is what the dry-run policies of one action would have decided.
+type DryRun struct {
+	Action  string   `json:"action"`
+	Allowed bool     `json:"allowed"`
+	Rule    *RuleRef `json:"rule,omitempty"`
+}
+
+// Summary is the request as the engine saw it, after defaults.
+type Summary struct {
+	From     string `json:"from"`
+	Identity string `json:"identity,omitempty"`
+	SourceIP string `json:"sourceIP,omitempty"`
+	To       string `json:"to"`
+	DestIP   string `json:"destinationIP,omitempty"`
+	Port     uint16 `json:"port"`
+	Protocol string `json:"protocol"` // "http" or "tcp"
+	MTLS     bool   `json:"mtls"`
+	Method   string `json:"method,omitempty"`
+	Path     string `json:"path,omitempty"`
+	Host     string `json:"host,omitempty"`
+}
+
+// Traffic is the DestinationRule the client applies to the destination.
+type Traffic struct {
+	Host    string `json:"host"`
+	Rule    string `json:"rule,omitempty"`
+	TLSMode string `json:"tlsMode"`
+}
+
+// Step is one stage of the decision, in plain words.
+type Step struct {
+	Layer  string `json:"layer"`
+	Result string `json:"result"` // "pass", "deny" or "info"
+	Detail string `json:"detail"`
+}
+
+// Check decides a request and explains the decision. It returns an error
+// only for a request that cannot be checked, such as a port the
+// destination does not have.
+func (e *Engine) Check(req Request) (*Verdict, error) {
+	if req.To == nil {
+		return nil, fmt.Errorf("no destination")
+	}
+	dst := e.Workload(req.To)
+	v := &Verdict{}
+	port := req.Port
+	if port == 0 {
+		if len(req.To.Ports) == 0 {
+			return nil, fmt.Errorf("%s declares no container ports; give --port", req.To)
+		}
+		port = req.To.Ports[0].Port
+	}
+	svc, sp := e.servicePort(req.To, port)
+	proto := "tcp"
+	if req.HTTP != nil {
+		proto = "http"
+		if name, opaque := opaqueProtocol(sp); opaque {
+			proto = "tcp"
+			v.Warnings = append(v.Warnings, fmt.Sprintf("Service %s/%s declares port %d as %s, so the sidecar proxies it as TCP: HTTP attributes are not seen", svc.Namespace, svc.Name, sp.Port, name))
+		}
+	}
+	v.Request = Summary{To: req.To.Key(), Port: port, Protocol: proto}
+	if req.HTTP != nil {
+		v.Request.Method, v.Request.Path, v.Request.Host = req.HTTP.Method, req.HTTP.Path, req.HTTP.Host
+	}
+
+	// Addresses.
+	ar := authz.Request{DestPort: port, DestIP: req.DestIP}
+	if !ar.DestIP.IsValid() && len(req.To.IPs) > 0 {
+		ar.DestIP = req.To.IPs[0]
+	}
+	ar.SourceIP = req.FromIP
+	if req.From != nil {
+		v.Request.From = req.From.Key()
+		if !ar.SourceIP.IsValid() && len(req.From.IPs) > 0 {
+			ar.SourceIP = req.From.IPs[0]
+		}
+	} else {
+		v.Request.From = "ip:" + req.FromIP.String()
+	}
+	if ar.SourceIP.IsValid() {
+		v.Request.SourceIP = ar.SourceIP.String()
+	}
+	if ar.DestIP.IsValid() {
+		v.Request.DestIP = ar.DestIP.String()
+	}
+
+	// Layer: mutual TLS.
+	mode, level, from := dst.MTLS.ForPort(uint32(port))
+	modeText := fmt.Sprintf("PeerAuthentication mode %s on port %d (%s)", mode, port, describeMTLSSource(level, from))
+	mtlsOn, why := e.clientTLS(req, mode, svc, sp, v)
+	v.Request.MTLS = mtlsOn
+	if !mode.Accepts(mtlsOn) {
+		v.deny(0, DecidedBy{Layer: LayerMTLS, Kind: "PeerAuthentication", Policy: sourceName(from), Reason: "plaintext connection refused under STRICT mTLS"})
+		v.step(LayerMTLS, "deny", fmt.Sprintf("%s; the client connects in plaintext (%s), which a STRICT sidecar refuses", modeText, why))
+		return v, nil
+	}
+	if mtlsOn {
+		ar.Peer = e.Identity(req.From)
+		v.Request.Identity = ar.Peer
+		if sp != nil {
+			ar.SNI = fmt.Sprintf("outbound_.%d_._.%s.%s.svc.%s", sp.Port, svc.Name, svc.Namespace, trafficpolicy.ClusterDomain)
+		}
+		v.step(LayerMTLS, "pass", fmt.Sprintf("%s; mutual TLS, peer identity %s", modeText, ar.Peer))
+	} else {
+		v.step(LayerMTLS, "pass", fmt.Sprintf("%s; plaintext (%s): no peer identity, so principals and namespaces match nothing", modeText, why))
+	}
+
+	// Layer: HTTP handling and request authentication.
+	if proto == "http" {
+		if !e.prepareHTTP(req, svc, &ar, v) {
+			return v, nil
+		}
+		res := dst.JWT.Authenticate(ar.Headers, rawQuery(req.HTTP.Path), e.opts.Now())
+		switch {
+		case res.Status != 0:
+			v.deny(res.Status, DecidedBy{Layer: LayerAuthn, Kind: "RequestAuthentication", Policy: res.Source, Reason: res.Detail})
+			v.step(LayerAuthn, "deny", fmt.Sprintf("JWT rejected with %d: %s (issuer %q, %s)", res.Status, res.Detail, res.Issuer, res.Source))
+			return v, nil
+		case res.Claims != nil:
+			ar.Auth = res.Claims
+			v.step(LayerAuthn, "pass", fmt.Sprintf("JWT from %s accepted (issuer %q, %s): request.auth.* attributes are set", res.Token, res.Issuer, res.Source))
+		case len(dst.JWTSources) > 0:
+			v.step(LayerAuthn, "pass", fmt.Sprintf("no JWT at a location the RequestAuthentications (%s) read: the request is anonymous", strings.Join(dst.JWTSources, ", ")))
+		}
+	}
+
+	// Layer: authorization.
+	for _, p := range e.rejectedPolicies {
+		if p.Selects(req.To, e.root) {
+			v.step(LayerAuthz, "info", fmt.Sprintf("AuthorizationPolicy %s (%s) would select %s, but istiod rejects it, so it is not in effect", p.ID(), p.Source, req.To.Key()))
+		}
+	}
+	d := dst.Authz.Evaluate(&ar)
+	e.explainAuthz(d, dst, proto, v)
+	return v, nil
+}
+
+func (v *Verdict) deny(status int, by DecidedBy) {
+	v.Allowed, v.Status, v.DecidedBy = false, status, by
+}
+
+func (v *Verdict) step(layer, result, detail string) {
+	v.Trace = append(v.Trace, Step{Layer: layer, Result: result, Detail: detail})
+}
+
+func describeMTLSSource(level mtls.Level, from *mtls.Source) string {
+	if from == nil {
+		return "no PeerAuthentication sets a mode: Istio's default"
+	}
+	return fmt.Sprintf("from %s/%s, %s level", from.Namespace, from.Name, level)
+}
+
+func sourceName(s *mtls.Source) string {
+	if s == nil {
+		return ""
+	}
+	return s.Namespace + "/" + s.Name
+}
+
+// clientTLS decides whether the client's connection is mutual TLS with an
+// Istio identity, and says why.
+func (e *Engine) clientTLS(req Request, mode mtls.Mode, svc *config.Service, sp *config.ServicePort, v *Verdict) (bool, string) {
+	switch {
+	case req.From == nil:
+		return false, "the client is outside the mesh"
+	case req.Plaintext:
+		return false, "--plaintext: the client has no sidecar"
+	case mode == mtls.Disable:
+		return false, "auto mTLS follows the server's DISABLE mode"
+	}
+	if svc == nil {
+		return true, ""
+	}
+	host := fmt.Sprintf("%s.%s.svc.%s", svc.Name, svc.Namespace, trafficpolicy.ClusterDomain)
+	r := trafficpolicy.Resolve(e.drs, trafficpolicy.Client{Namespace: req.From.Namespace, Labels: req.From.Labels}, host, uint32(sp.Port), e.root)
+	t := &Traffic{Host: host, TLSMode: "auto (ISTIO_MUTUAL)"}
+	v.Traffic = t
+	tlsMode, set := r.TLSMode()
+	if r.Rule != nil {
+		t.Rule = r.Rule.Key()
+	}
+	if !set {
+		return true, ""
+	}
+	t.TLSMode = tlsMode.String()
+	switch tlsMode {
+	case networkingv1alpha3.ClientTLSSettings_ISTIO_MUTUAL:
+		return true, ""
+	case networkingv1alpha3.ClientTLSSettings_DISABLE:
+		return false, fmt.Sprintf("DestinationRule %s sets tls.mode DISABLE", r.Rule.Key())
+	}
+	return false, fmt.Sprintf("DestinationRule %s sets tls.mode %s: TLS with its own certificates, not an Istio identity", r.Rule.Key(), tlsMode)
+}
+
+// prepareHTTP applies the sidecar's HTTP checks and normalization, filling
+// the HTTP attributes of ar. It reports false when the request is rejected
+// before authorization.
+func (e *Engine) prepareHTTP(req Request, svc *config.Service, ar *authz.Request, v *Verdict) bool {
+	h := req.HTTP
+	host := h.Host
+	if host == "" && svc != nil {
+		host = fmt.Sprintf("%s.%s.svc.%s", svc.Name, svc.Namespace, trafficpolicy.ClusterDomain)
+		v.Warnings = append(v.Warnings, fmt.Sprintf("no --host given: using %s", host))
+	}
+	v.Request.Host = host
+	if err := httpnorm.Method(h.Method); err != nil {
+		v.deny(err.Status, DecidedBy{Layer: LayerHTTP, Reason: err.Msg})
+		v.step(LayerHTTP, "deny", err.Msg)
+		return false
+	}
+	for _, hd := range h.Headers {
+		if err := httpnorm.HeaderName(hd.Name); err != nil {
+			v.deny(err.Status, DecidedBy{Layer: LayerHTTP, Reason: err.Msg})
+			v.step(LayerHTTP, "deny", err.Msg)
+			return false
+		}
+	}
+	path, full, err := httpnorm.Path(h.Path, e.pathMode)
+	if err != nil {
+		v.deny(err.Status, DecidedBy{Layer: LayerHTTP, Reason: err.Msg})
+		v.step(LayerHTTP, "deny", fmt.Sprintf("path %q rejected with %d: %s", h.Path, err.Status, err.Msg))
+		return false
+	}
+	if path != h.Path {
+		v.step(LayerHTTP, "info", fmt.Sprintf("path %q is matched as %q (normalized, without the query)", h.Path, path))
+	}
+	ar.HTTP, ar.Method, ar.Host, ar.Path = true, h.Method, host, path
+	ar.Headers = append(ar.Headers,
+		authz.Header{Name: ":authority", Value: host},
+		authz.Header{Name: ":method", Value: h.Method},
+		authz.Header{Name: ":path", Value: full})
+	for _, hd := range h.Headers {
+		name := strings.ToLower(hd.Name)
+		if name == "host" || name == ":authority" {
+			continue // carried by --host
+		}
+		ar.Headers = append(ar.Headers, authz.Header{Name: name, Value: hd.Value})
+	}
+	return true
+}
+
+func rawQuery(p string) string {
+	if i := strings.IndexByte(p, '?'); i >= 0 {
+		q := p[i+1:]
+		if j := strings.IndexByte(q, '#'); j >= 0 {
+			q = q[:j]
+		}
+		return q
+	}
+	return ""
+}
+
+// servicePort finds the Service port that targets the workload port.
+func (e *Engine) servicePort(w *config.Workload, port uint16) (*config.Service, *config.ServicePort) {
+	for _, s := range e.Snapshot.Inventory.ServicesFor(w) {
+		for i := range s.Ports {
+			sp := &s.Ports[i]
+			target := sp.TargetPort
+			if sp.TargetName != "" {
+				if cp, ok := w.Port(sp.TargetName); ok {
+					target = cp.Port
+				}
+			}
+			if target == port {
+				return s, sp
+			}
+		}
+	}
+	return nil, nil
+}
+
+// opaqueProtocol reports whether Istio treats a Service port as opaque TCP
+// by its appProtocol or its name's prefix ("tcp-db", "mysql", "tls"), and
+// the protocol it read. Ports without a declared protocol are sniffed, so
+// HTTP is seen as HTTP.
+func opaqueProtocol(sp *config.ServicePort) (string, bool) {
+	if sp == nil {
+		return "", false
+	}
+	p := sp.AppProtocol
+	if p == "" {
+		p = sp.Name
+		if i := strings.IndexByte(p, '-'); i >= 0 {
+			p = p[:i]
+		}
+	}
+	switch strings.ToLower(p) {
+	case "tcp", "tls", "https", "mongo", "mysql", "redis", "udp":
+		return strings.ToLower(p), true
+	}
+	return "", false
+}
