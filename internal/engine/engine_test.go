@@ -80,7 +80,9 @@ func get(path string, headers ...authz.Header) *HTTPRequest {
 	return &HTTPRequest{Method: "GET", Path: path, Headers: headers}
 }
 
-func bearer(tok string) authz.Header { return authz.Header{Name: "Authorization", Value: "Bearer " + tok} }
+func bearer(tok string) authz.Header {
+	return authz.Header{Name: "Authorization", Value: "Bearer " + tok}
+}
 
 func runChecks(t *testing.T, e *Engine, cases []checkCase) {
 	t.Helper()
