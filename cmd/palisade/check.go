@@ -24,6 +24,8 @@ type checkFlags struct {
 	headers              []string
 	token                string
 	sourceIP, destIP     string
+	resolvedIP           string
+	transport            string
 	output               string
 	jwks                 []string
 	assumeExtAuthzAllows bool
@@ -40,8 +42,15 @@ func newCheckCmd() *cobra.Command {
 authorization (AuthorizationPolicy) — and names what decided.
 
 SRC and DST are NAMESPACE/NAME of workloads in the loaded inventory; SRC may
-also be ip:ADDR, a client outside the mesh. With --method or --path the check
-is an HTTP request, otherwise a TCP connection.
+also be ip:ADDR, a client outside the mesh, and DST ip:ADDR or fqdn:NAME, a
+destination outside the cluster (egress control). With --method or --path
+the check is an HTTP request, otherwise a TCP connection (or --protocol UDP).
+
+The layers, in the order traffic meets them: network-egress (the client's
+CiliumNetworkPolicy/NetworkPolicy egress), network-ingress (the server's),
+l7 (Cilium's rules.http), mtls (PeerAuthentication), http (the sidecar's
+request handling), authn (RequestAuthentication) and authz
+(AuthorizationPolicy).
 
 Resources that istiod would reject are left out, as they would not exist in a
 cluster, and reported as warnings (--strict makes them fatal).
@@ -53,7 +62,9 @@ Exit status: 0 allowed, 1 denied, 2 bad input.`,
 	fl := cmd.Flags()
 	fl.StringArrayVarP(&f.files, "filename", "f", nil, "file, directory or - for stdin (repeatable)")
 	fl.StringVar(&f.from, "from", "", "source: NAMESPACE/NAME, or ip:ADDR for a client outside the mesh")
-	fl.StringVar(&f.to, "to", "", "destination: NAMESPACE/NAME")
+	fl.StringVar(&f.to, "to", "", "destination: NAMESPACE/NAME, or ip:ADDR or fqdn:NAME outside the cluster")
+	fl.StringVar(&f.resolvedIP, "resolved-ip", "", "with --to fqdn:NAME, the address the name resolves to (what Cilium's DNS proxy would learn)")
+	fl.StringVar(&f.transport, "protocol", "TCP", "transport protocol: TCP, UDP or SCTP")
 	fl.IntVar(&f.port, "port", 0, "destination container port (default: its first)")
 	fl.BoolVar(&f.plaintext, "plaintext", false, "the client connects without mTLS (no sidecar)")
 	fl.StringVar(&f.method, "method", "", "HTTP method (makes the check an HTTP request)")
@@ -167,11 +178,41 @@ func checkRequest(snap *config.Snapshot, f *checkFlags) (engine.Request, error) 
 		}
 		req.From = w
 	}
-	w, err := inv.Workload(f.to)
-	if err != nil {
-		return req, fmt.Errorf("--to: %v", err)
+	switch {
+	case strings.HasPrefix(f.to, "ip:"):
+		ip, err := netip.ParseAddr(strings.TrimPrefix(f.to, "ip:"))
+		if err != nil {
+			return req, fmt.Errorf("--to %q: not an IP address", f.to)
+		}
+		req.ToIP = ip
+	case strings.HasPrefix(f.to, "fqdn:"):
+		req.ToFQDN = strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(f.to, "fqdn:"), "."))
+		if req.ToFQDN == "" {
+			return req, fmt.Errorf("--to fqdn: needs a name")
+		}
+	default:
+		w, err := inv.Workload(f.to)
+		if err != nil {
+			return req, fmt.Errorf("--to: %v", err)
+		}
+		req.To = w
 	}
-	req.To = w
+	if f.resolvedIP != "" {
+		ip, err := netip.ParseAddr(f.resolvedIP)
+		if err != nil || req.ToFQDN == "" {
+			return req, fmt.Errorf("--resolved-ip %q: an IP address, with --to fqdn:NAME", f.resolvedIP)
+		}
+		req.ToIP = ip
+	}
+	switch p := strings.ToUpper(f.transport); p {
+	case "TCP", "UDP", "SCTP":
+		req.Transport = p
+	default:
+		return req, fmt.Errorf("--protocol %q: want TCP, UDP or SCTP", f.transport)
+	}
+	if req.To == nil && f.port == 0 {
+		return req, fmt.Errorf("a destination outside the cluster needs --port")
+	}
 	if f.port < 0 || f.port > 65535 {
 		return req, fmt.Errorf("--port %d is out of range", f.port)
 	}

@@ -49,21 +49,29 @@ func run(t *testing.T, stdin string, args ...string) (string, string, int) {
 }
 
 func TestCheckExitStatusAndJSON(t *testing.T) {
+	// The Istio layers alone, and the whole reference system.
+	istio := []string{"-f", example + "/inventory.yaml", "-f", example + "/manifests/security"}
+	all := []string{"-f", example}
 	cases := []struct {
 		name   string
+		files  []string
 		args   []string
 		code   int
 		status int
 		layer  string
 	}{
-		{"allowed", []string{"--from", "production/frontend", "--to", "production/backend-api", "--method", "GET", "--path", "/api/v1/users", "--header", "Authorization: Bearer x"}, 0, 200, "authz"},
-		{"denied", []string{"--from", "production/frontend", "--to", "production/backend-api", "--method", "GET", "--path", "/api/v1/users"}, 1, 403, "authz"},
-		{"tcp denied", []string{"--from", "production/backend-api", "--to", "production/postgres"}, 1, 0, "authz"},
-		{"refused", []string{"--from", "ip:203.0.113.9", "--to", "production/frontend", "--port", "8080"}, 1, 0, "mtls"},
+		{"allowed", istio, []string{"--from", "production/frontend", "--to", "production/backend-api", "--method", "GET", "--path", "/api/v1/users", "--header", "Authorization: Bearer x"}, 0, 200, "authz"},
+		{"denied", istio, []string{"--from", "production/frontend", "--to", "production/backend-api", "--method", "GET", "--path", "/api/v1/users"}, 1, 403, "authz"},
+		{"tcp denied", all, []string{"--from", "production/backend-api", "--to", "production/postgres"}, 1, 0, "authz"},
+		{"refused", istio, []string{"--from", "ip:203.0.113.9", "--to", "production/frontend", "--port", "8080"}, 1, 0, "mtls"},
+		{"l7 meets mTLS", all, []string{"--from", "production/frontend", "--to", "production/backend-api", "--method", "GET", "--path", "/api/v1/users"}, 1, 503, "l7"},
+		{"egress to a name", all, []string{"--from", "production/payment-service", "--to", "fqdn:api.stripe.com", "--port", "443", "--resolved-ip", "198.51.100.7"}, 1, 0, "network-egress"},
+		{"dropped at ingress", all, []string{"--from", "production/frontend", "--to", "kube-system/kube-dns", "--port", "53", "--protocol", "udp"}, 1, 0, "network-ingress"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			out, stderr, code := run(t, "", append([]string{"check", "-f", example, "-o", "json"}, c.args...)...)
+			args := append(append([]string{"check", "-o", "json"}, c.files...), c.args...)
+			out, stderr, code := run(t, "", args...)
 			if code != c.code {
 				t.Fatalf("exit %d, want %d; stderr %s", code, c.code, stderr)
 			}
@@ -93,6 +101,9 @@ func TestCheckBadInput(t *testing.T) {
 		{"check", "-f", example, "--from", "production/frontend", "--to", "production/backend-api", "--header", "no colon", "--path", "/"},
 		{"check", "-f", example, "--from", "production/frontend", "--to", "production/backend-api", "--strict"},
 		{"check", "-f", example, "--from", "production/frontend", "--to", "production/backend-api", "-o", "yaml"},
+		{"check", "-f", example, "--from", "production/frontend", "--to", "fqdn:api.stripe.com"},
+		{"check", "-f", example, "--from", "production/frontend", "--to", "production/backend-api", "--protocol", "icmp"},
+		{"check", "-f", example, "--from", "production/frontend", "--to", "production/backend-api", "--resolved-ip", "1.2.3.4"},
 		{"validate"},
 	} {
 		if _, stderr, code := run(t, "", args...); code != 2 || stderr == "" {
@@ -111,6 +122,7 @@ func TestValidate(t *testing.T) {
 		"manifests/security/authorization-policies.yaml:78 (document 4): AuthorizationPolicy production/external-api-access: invalid `value` for `key` request.time: unknown attribute: request.time",
 		"manifests/security/mtls-policy.yaml:16 (document 2): PeerAuthentication production/production-workloads: portLevelMtls requires selector",
 		"manifests/istio-configuration/production-config.yaml:88 (document 1): IstioOperator istio-system/production-istio: spec.meshConfig.defaultConfig.proxyStatsMatcher.exclusionRegexps: unknown field",
+		"manifests/network-policies/default-deny.yaml:7 (document 1): CiliumNetworkPolicy production/default-deny-all: rule must have at least one of Ingress, IngressDeny, Egress, EgressDeny",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q in\n%s", want, out)

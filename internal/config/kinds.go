@@ -15,6 +15,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	sigsjson "sigs.k8s.io/json"
@@ -50,6 +51,22 @@ var kinds = map[string]kindHandler{
 	}},
 	"IstioOperator": {versions: []string{"install.istio.io/v1alpha1"}, add: addIstioOperator},
 
+	"CiliumNetworkPolicy":            {versions: []string{"cilium.io/v2"}, add: addCiliumPolicy},
+	"CiliumClusterwideNetworkPolicy": {versions: []string{"cilium.io/v2"}, add: addCiliumPolicy},
+
+	"NetworkPolicy": {versions: []string{"networking.k8s.io/v1"}, add: func(l *loader, d document, av, k string) {
+		var o networkingv1.NetworkPolicy
+		if !decodeK8s(l, d, k, &o) {
+			return
+		}
+		object := k + " " + objectName(d.root)
+		if !checkMeta(l, d, object, &o.ObjectMeta) || !l.claim(k, o.Namespace, o.Name, d.src) {
+			return
+		}
+		l.snap.Inventory.namespace(o.Namespace)
+		l.snap.NetworkPolicies = append(l.snap.NetworkPolicies, &Resource[*networkingv1.NetworkPolicySpec]{
+			APIVersion: av, Kind: k, Meta: o.ObjectMeta, Spec: &o.Spec, Source: d.src})
+	}},
 	"Namespace":      {versions: []string{"v1"}, add: addNamespace},
 	"ServiceAccount": {versions: []string{"v1"}, add: addServiceAccount},
 	"Service":        {versions: []string{"v1"}, add: addService},
@@ -94,16 +111,12 @@ var kinds = map[string]kindHandler{
 }
 
 // notYet lists kinds Palisade will read but does not evaluate yet.
-var notYet = map[string]string{
-	"cilium.io/CiliumNetworkPolicy":            "network policy is not evaluated yet",
-	"cilium.io/CiliumClusterwideNetworkPolicy": "network policy is not evaluated yet",
-	"networking.k8s.io/NetworkPolicy":          "network policy is not evaluated yet",
-}
+var notYet = map[string]string{}
 
 func (l *loader) add(d document) {
 	av, kind := scalarField(d.root, "apiVersion"), scalarField(d.root, "kind")
 	if av == "" && kind == "" && looksLikeCiliumValues(d.root) {
-		l.snap.Notes = append(l.snap.Notes, Note{Source: d.src, Msg: "skipped Cilium Helm values: network policy is not evaluated yet"})
+		l.addCiliumValues(d)
 		return
 	}
 	if av == "" || kind == "" {
@@ -228,30 +241,43 @@ func objectName(root *yaml.Node) string {
 // decodeK8s strictly decodes a Kubernetes object the way the API server
 // does with strict field validation. It reports whether it succeeded.
 func decodeK8s(l *loader, d document, kind string, obj any) bool {
-	object := kind + " " + objectName(d.root)
-	jd, err := toJSON(d.root)
+	return decodeStrict(l, d, d.root, "", kind+" "+objectName(d.root), obj)
+}
+
+// decodeStrict strictly decodes the node at path (a field path within the
+// document, "" for the whole document) into obj, reporting unknown and
+// duplicate fields and wrong types at their lines.
+func decodeStrict(l *loader, d document, n *yaml.Node, path, object string, obj any) bool {
+	jd, err := toJSON(n)
 	if err != nil {
 		l.fail(d.src, object, err)
 		return false
 	}
+	prefix := ""
+	if path != "" {
+		prefix = path + "."
+	}
 	strict, err := sigsjson.UnmarshalStrict(jd.buf, obj)
 	if err != nil {
-		src := d.src
+		src := d.src.At(path)
 		var te *encjson.UnmarshalTypeError
 		if errors.As(err, &te) {
 			src.Line = jd.lineAt(int(te.Offset) - 1)
-			l.errorf(src, object, "%s: expected %s, got %s", te.Field, te.Type, te.Value)
+			l.errorf(src, object, "%s%s: expected %s, got %s", prefix, te.Field, te.Type, te.Value)
 		} else {
-			l.errorf(src, object, "%s", strings.TrimPrefix(err.Error(), "json: "))
+			l.errorf(src, object, "%s%s", prefix, strings.TrimPrefix(err.Error(), "json: "))
 		}
 		return false
 	}
 	for _, e := range strict {
-		src := d.src
+		src := d.src.At(path)
+		msg := e.Error()
 		if fe, ok := e.(sigsjson.FieldError); ok {
-			src = d.src.At(fe.FieldPath())
+			src = d.src.At(prefix + fe.FieldPath())
+			fe.SetFieldPath(prefix + fe.FieldPath())
+			msg = e.Error()
 		}
-		l.errorf(src, object, "%s", e)
+		l.errorf(src, object, "%s", msg)
 	}
 	return len(strict) == 0
 }

@@ -7,6 +7,9 @@ import (
 
 	networkingv1alpha3 "istio.io/api/networking/v1alpha3"
 	securityv1beta1 "istio.io/api/security/v1beta1"
+	networkingv1 "k8s.io/api/networking/v1"
+
+	"github.com/palisade-security/palisade/internal/cilium"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -37,10 +40,50 @@ type Snapshot struct {
 	PeerAuthentications    []*Resource[*securityv1beta1.PeerAuthentication]
 	RequestAuthentications []*Resource[*securityv1beta1.RequestAuthentication]
 	DestinationRules       []*Resource[*networkingv1alpha3.DestinationRule]
+	NetworkPolicies        []*Resource[*networkingv1.NetworkPolicySpec]
+	// CiliumNetworkPolicies and CiliumClusterwideNetworkPolicies keep the
+	// order they were read in: Cilium gives them no precedence.
+	CiliumNetworkPolicies            []*Resource[*CiliumPolicy]
+	CiliumClusterwideNetworkPolicies []*Resource[*CiliumPolicy]
+	// Cilium is the Cilium install configuration (Helm values).
+	Cilium CiliumInstall
 
 	// Notes lists what was read but not used, such as kinds that are not
 	// Palisade's business.
 	Notes []Note
+}
+
+// CiliumPolicy is the body of a CiliumNetworkPolicy or a
+// CiliumClusterwideNetworkPolicy: one rule in spec, more in specs.
+type CiliumPolicy struct {
+	Spec  *cilium.Rule
+	Specs []*cilium.Rule
+}
+
+// Rules returns spec then specs, each with its path in the object.
+func (p *CiliumPolicy) Rules() (rules []*cilium.Rule, paths []string) {
+	if p.Spec != nil {
+		rules, paths = append(rules, p.Spec), append(paths, "spec")
+	}
+	for i, r := range p.Specs {
+		rules, paths = append(rules, r), append(paths, fmt.Sprintf("specs[%d]", i))
+	}
+	return rules, paths
+}
+
+// CiliumInstall is Cilium's install configuration, from a Helm values file.
+type CiliumInstall struct {
+	Values cilium.HelmValues
+	Source Source // zero when no values were given: Cilium's defaults
+}
+
+// Input says what Load reads.
+type Input struct {
+	Paths []string  // files, directories, or "-" for Stdin
+	Stdin io.Reader // read for "-"
+	// CiliumValues is a Cilium Helm values file. A values document among
+	// Paths is recognised by Cilium's keys as well.
+	CiliumValues string
 }
 
 // Load reads every path: a file, a directory (recursively: .yaml, .yml and
@@ -48,12 +91,24 @@ type Snapshot struct {
 // decoded, and every problem found, sorted by file and line. A document with
 // a problem is left out of the snapshot.
 func Load(paths []string, stdin io.Reader) (*Snapshot, []*Error) {
+	return LoadInput(Input{Paths: paths, Stdin: stdin})
+}
+
+// LoadInput is Load with a Cilium values file given on its own.
+func LoadInput(in Input) (*Snapshot, []*Error) {
 	l := newLoader()
-	for _, p := range paths {
-		docs, errs := readPath(p, stdin)
+	for _, p := range in.Paths {
+		docs, errs := readPath(p, in.Stdin)
 		l.errs = append(l.errs, errs...)
 		for _, d := range docs {
 			l.add(d)
+		}
+	}
+	if in.CiliumValues != "" {
+		docs, errs := readFile(in.CiliumValues)
+		l.errs = append(l.errs, errs...)
+		for _, d := range docs {
+			l.addCiliumValues(d)
 		}
 	}
 	return l.finish()
@@ -119,6 +174,7 @@ func (l *loader) finish() (*Snapshot, []*Error) {
 	sortOldestFirst(s.PeerAuthentications)
 	sortOldestFirst(s.RequestAuthentications)
 	sortOldestFirst(s.DestinationRules)
+	sortOldestFirst(s.NetworkPolicies)
 	s.Inventory.finish()
 	sort.SliceStable(l.errs, func(i, j int) bool {
 		a, b := l.errs[i].Source, l.errs[j].Source

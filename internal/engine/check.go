@@ -25,6 +25,14 @@ type Request struct {
 	// without a sidecar would.
 	Plaintext bool
 	HTTP      *HTTPRequest // nil for a TCP connection
+
+	// ToIP and ToFQDN name a destination outside the cluster, when To is
+	// nil: an address, or a DNS name with the address the DNS proxy would
+	// have learned for it (ToIP, optional).
+	ToIP   netip.Addr
+	ToFQDN string
+	// Transport is TCP (the default), UDP or SCTP.
+	Transport string
 }
 
 // HTTPRequest is an HTTP request as the client sends it.
@@ -37,10 +45,13 @@ type HTTPRequest struct {
 
 // Layers a verdict can be decided by.
 const (
-	LayerMTLS  = "mtls"
-	LayerHTTP  = "http"
-	LayerAuthn = "authn"
-	LayerAuthz = "authz"
+	LayerNetworkEgress  = "network-egress"
+	LayerNetworkIngress = "network-ingress"
+	LayerL7             = "l7"
+	LayerMTLS           = "mtls"
+	LayerHTTP           = "http"
+	LayerAuthn          = "authn"
+	LayerAuthz          = "authz"
 )
 
 // Verdict is the outcome of a check, with the trace that explains it.
@@ -122,23 +133,33 @@ type Step struct {
 	Detail string `json:"detail"`
 }
 
-// Check decides a request and explains the decision. It returns an error
-// only for a request that cannot be checked, such as a port the
-// destination does not have.
+// Check decides a request and explains the decision, layer by layer in
+// the order a packet meets them: the client's egress network policy, the
+// server's ingress network policy, Cilium's HTTP rules, the server
+// sidecar's mTLS, HTTP handling, JWT authentication and authorization. It
+// returns an error only for a request that cannot be checked, such as a
+// destination without ports and no port given.
 func (e *Engine) Check(req Request) (*Verdict, error) {
-	if req.To == nil {
+	if req.To == nil && !req.ToIP.IsValid() && req.ToFQDN == "" {
 		return nil, fmt.Errorf("no destination")
 	}
-	dst := e.Workload(req.To)
+	transport := req.Transport
+	if transport == "" {
+		transport = "TCP"
+	}
 	v := &Verdict{}
 	port := req.Port
 	if port == 0 {
-		if len(req.To.Ports) == 0 {
-			return nil, fmt.Errorf("%s declares no container ports; give --port", req.To)
+		if req.To == nil || len(req.To.Ports) == 0 {
+			return nil, fmt.Errorf("the destination declares no container ports; give --port")
 		}
 		port = req.To.Ports[0].Port
 	}
-	svc, sp := e.servicePort(req.To, port)
+	var svc *config.Service
+	var sp *config.ServicePort
+	if req.To != nil {
+		svc, sp = e.servicePort(req.To, port)
+	}
 	proto := "tcp"
 	if req.HTTP != nil {
 		proto = "http"
@@ -147,15 +168,31 @@ func (e *Engine) Check(req Request) (*Verdict, error) {
 			v.Warnings = append(v.Warnings, fmt.Sprintf("Service %s/%s declares port %d as %s, so the sidecar proxies it as TCP: HTTP attributes are not seen", svc.Namespace, svc.Name, sp.Port, name))
 		}
 	}
-	v.Request = Summary{To: req.To.Key(), Port: port, Protocol: proto}
+	if transport != "TCP" {
+		proto = strings.ToLower(transport)
+	}
+	v.Request = Summary{Port: port, Protocol: proto}
 	if req.HTTP != nil {
-		v.Request.Method, v.Request.Path, v.Request.Host = req.HTTP.Method, req.HTTP.Path, req.HTTP.Host
+		v.Request.Method, v.Request.Path, v.Request.Host = req.HTTP.Method, req.HTTP.Path, e.httpHost(req)
+		if req.HTTP.Host == "" {
+			v.Warnings = append(v.Warnings, "no --host given: using "+v.Request.Host)
+		}
 	}
 
 	// Addresses.
 	ar := authz.Request{DestPort: port, DestIP: req.DestIP}
-	if !ar.DestIP.IsValid() && len(req.To.IPs) > 0 {
-		ar.DestIP = req.To.IPs[0]
+	switch {
+	case req.To != nil:
+		v.Request.To = req.To.Key()
+		if !ar.DestIP.IsValid() && len(req.To.IPs) > 0 {
+			ar.DestIP = req.To.IPs[0]
+		}
+	case req.ToFQDN != "":
+		v.Request.To = "fqdn:" + req.ToFQDN
+		ar.DestIP = req.ToIP
+	default:
+		v.Request.To = "ip:" + req.ToIP.String()
+		ar.DestIP = req.ToIP
 	}
 	ar.SourceIP = req.FromIP
 	if req.From != nil {
@@ -173,11 +210,40 @@ func (e *Engine) Check(req Request) (*Verdict, error) {
 		v.Request.DestIP = ar.DestIP.String()
 	}
 
-	// Layer: mutual TLS.
-	mode, level, from := dst.MTLS.ForPort(uint32(port))
-	modeText := fmt.Sprintf("PeerAuthentication mode %s on port %d (%s)", mode, port, describeMTLSSource(level, from))
-	mtlsOn, why := e.clientTLS(req, mode, svc, sp, v)
+	// Whether the client's sidecar speaks mTLS decides what Cilium's L7
+	// proxy can see, so it is settled before the network layers.
+	var dst *Workload
+	var mode mtls.Mode
+	var level mtls.Level
+	var from *mtls.Source
+	mtlsOn, why := false, "the destination is outside the cluster: no server sidecar"
+	if req.To != nil && transport == "TCP" {
+		dst = e.Workload(req.To)
+		mode, level, from = dst.MTLS.ForPort(uint32(port))
+		mtlsOn, why = e.clientTLS(req, mode, svc, sp, v)
+	}
 	v.Request.MTLS = mtlsOn
+
+	// Layers: network policy at layer 3/4, then Cilium's HTTP rules.
+	if !e.checkNetwork(req, ar, port, transport, mtlsOn, v) {
+		return v, nil
+	}
+	if dst == nil {
+		if transport != "TCP" {
+			v.step(LayerMTLS, "info", fmt.Sprintf("%s is not captured by Istio's sidecars: only network policy applies", transport))
+		}
+		v.Allowed = true
+		if proto == "http" {
+			v.Status = 200
+		}
+		if v.DecidedBy.Layer == "" {
+			v.DecidedBy = DecidedBy{Layer: LayerNetworkEgress, Reason: "network policy allows the connection; there is no Istio sidecar at the destination"}
+		}
+		return v, nil
+	}
+
+	// Layer: mutual TLS.
+	modeText := fmt.Sprintf("PeerAuthentication mode %s on port %d (%s)", mode, port, describeMTLSSource(level, from))
 	if !mode.Accepts(mtlsOn) {
 		v.deny(0, DecidedBy{Layer: LayerMTLS, Kind: "PeerAuthentication", Policy: sourceName(from), Reason: "plaintext connection refused under STRICT mTLS"})
 		v.step(LayerMTLS, "deny", fmt.Sprintf("%s; the client connects in plaintext (%s), which a STRICT sidecar refuses", modeText, why))
@@ -286,12 +352,7 @@ func (e *Engine) clientTLS(req Request, mode mtls.Mode, svc *config.Service, sp 
 // before authorization.
 func (e *Engine) prepareHTTP(req Request, svc *config.Service, ar *authz.Request, v *Verdict) bool {
 	h := req.HTTP
-	host := h.Host
-	if host == "" && svc != nil {
-		host = fmt.Sprintf("%s.%s.svc.%s", svc.Name, svc.Namespace, trafficpolicy.ClusterDomain)
-		v.Warnings = append(v.Warnings, fmt.Sprintf("no --host given: using %s", host))
-	}
-	v.Request.Host = host
+	host := e.httpHost(req)
 	if err := httpnorm.Method(h.Method); err != nil {
 		v.deny(err.Status, DecidedBy{Layer: LayerHTTP, Reason: err.Msg})
 		v.step(LayerHTTP, "deny", err.Msg)
@@ -337,6 +398,23 @@ func rawQuery(p string) string {
 		return q
 	}
 	return ""
+}
+
+// httpHost is the request's Host: as given, or the destination's name, as
+// a client calling it by its Service name would send it.
+func (e *Engine) httpHost(req Request) string {
+	switch {
+	case req.HTTP.Host != "":
+		return req.HTTP.Host
+	case req.ToFQDN != "":
+		return req.ToFQDN
+	case req.To != nil:
+		if svcs := e.Snapshot.Inventory.ServicesFor(req.To); len(svcs) > 0 {
+			return fmt.Sprintf("%s.%s.svc.%s", svcs[0].Name, svcs[0].Namespace, trafficpolicy.ClusterDomain)
+		}
+		return req.To.Name
+	}
+	return req.ToIP.String()
 }
 
 // servicePort finds the Service port that targets the workload port.

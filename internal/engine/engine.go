@@ -15,10 +15,12 @@ import (
 	securityv1beta1 "istio.io/api/security/v1beta1"
 
 	"github.com/palisade-security/palisade/internal/authz"
+	"github.com/palisade-security/palisade/internal/cilium"
 	"github.com/palisade-security/palisade/internal/config"
 	"github.com/palisade-security/palisade/internal/httpnorm"
 	"github.com/palisade-security/palisade/internal/jwtauth"
 	"github.com/palisade-security/palisade/internal/mtls"
+	"github.com/palisade-security/palisade/internal/netpol"
 	"github.com/palisade-security/palisade/internal/validation"
 )
 
@@ -71,6 +73,7 @@ type Engine struct {
 	drs              []*config.Resource[*networkingv1alpha3.DestinationRule]
 	providers        map[string]authz.ProviderKind
 	pathMode         httpnorm.Mode
+	net              *netpol.Set
 
 	mu        sync.Mutex
 	workloads map[*config.Workload]*Workload
@@ -132,6 +135,15 @@ func New(snap *config.Snapshot, opts Options) *Engine {
 			e.drs = append(e.drs, r)
 		}
 	}
+	values := snap.Cilium.Values
+	if snap.Cilium.Source.File == "" {
+		values = cilium.DefaultHelmValues()
+	}
+	e.net = netpol.NewSet(e.networkPolicies(), &snap.Inventory, netpol.Settings{
+		EnforcementMode: values.PolicyEnforcementMode,
+		AuditMode:       values.PolicyAuditMode,
+		ClusterName:     values.ClusterName,
+	})
 	sort.SliceStable(e.Problems, func(i, j int) bool {
 		a, b := e.Problems[i].Source, e.Problems[j].Source
 		if a.File != b.File {
@@ -161,6 +173,58 @@ func (e *Engine) admit(src config.Source, object string, problems []validation.P
 		}
 	}
 	return rej == nil
+}
+
+// networkPolicies validates and compiles the snapshot's network policies,
+// leaving out those the API server or Cilium would reject.
+func (e *Engine) networkPolicies() []*netpol.Policy {
+	var out []*netpol.Policy
+	for _, r := range e.Snapshot.NetworkPolicies {
+		problems := ciliumProblems(cilium.PrefixProblems("spec", cilium.ValidateNetworkPolicy(r.Spec)))
+		if !e.admit(r.Source, r.String(), problems) {
+			continue
+		}
+		p, err := netpol.FromNetworkPolicy(r)
+		if e.admit(r.Source, r.String(), errProblems(err)) {
+			out = append(out, p)
+		}
+	}
+	cnps := append(append([]*config.Resource[*config.CiliumPolicy]{}, e.Snapshot.CiliumNetworkPolicies...), e.Snapshot.CiliumClusterwideNetworkPolicies...)
+	for _, r := range cnps {
+		var problems []validation.Problem
+		rules, paths := r.Spec.Rules()
+		for i, rule := range rules {
+			problems = append(problems, ciliumProblems(cilium.PrefixProblems(paths[i], cilium.ValidateRule(rule, r.Kind == "CiliumNetworkPolicy")))...)
+		}
+		if !e.admit(r.Source, r.String(), problems) {
+			continue
+		}
+		p, errs := netpol.FromCiliumPolicy(r)
+		var compileProblems []validation.Problem
+		for _, err := range errs {
+			compileProblems = append(compileProblems, errProblems(err)...)
+		}
+		if e.admit(r.Source, r.String(), compileProblems) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func ciliumProblems(ps []cilium.Problem) []validation.Problem {
+	out := make([]validation.Problem, len(ps))
+	for i, p := range ps {
+		out[i] = validation.Problem{Path: p.Path, Msg: p.Msg, Warning: p.Warning}
+	}
+	return out
+}
+
+// errProblems turns a compile error into an admission finding.
+func errProblems(err error) []validation.Problem {
+	if err == nil {
+		return nil
+	}
+	return []validation.Problem{{Path: "spec", Msg: err.Error()}}
 }
 
 // Workload returns the compiled policy of w, compiling it on first use.

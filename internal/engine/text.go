@@ -30,8 +30,11 @@ func WriteText(w io.Writer, v *Verdict) {
 		if d.Action != "" {
 			fmt.Fprintf(w, " (%s)", d.Action)
 		}
-		if d.RuleID != "" {
+		switch {
+		case d.Rule != nil:
 			fmt.Fprintf(w, ", rule %d, %s", *d.Rule, d.RuleID)
+		case d.RuleID != "":
+			fmt.Fprintf(w, ", %s", d.RuleID)
 		}
 	}
 	fmt.Fprintf(w, "\n  %s\n", d.Reason)

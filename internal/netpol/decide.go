@@ -1,0 +1,326 @@
+package netpol
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/palisade-security/palisade/internal/config"
+)
+
+// Settings are the Cilium install options policy depends on (Helm values).
+type Settings struct {
+	// EnforcementMode is policyEnforcementMode: "default", "always" or
+	// "never".
+	EnforcementMode string
+	// AuditMode is policyAuditMode: drops are reported, not enforced.
+	AuditMode   bool
+	ClusterName string
+}
+
+// Direction is ingress or egress, from the selected endpoint's side.
+type Direction uint8
+
+// The two directions.
+const (
+	Ingress Direction = iota
+	Egress
+)
+
+func (d Direction) String() string { return [...]string{"ingress", "egress"}[d] }
+
+// Set is every network policy of a snapshot, compiled, with the endpoints
+// it has been asked about.
+type Set struct {
+	Settings Settings
+	Policies []*Policy
+	inv      *config.Inventory
+	rules    []*rule
+
+	mu        sync.Mutex
+	endpoints map[*config.Workload]*Endpoint
+}
+
+// NewSet compiles the policies for an inventory.
+func NewSet(policies []*Policy, inv *config.Inventory, s Settings) *Set {
+	if s.EnforcementMode == "" {
+		s.EnforcementMode = "default"
+	}
+	if s.ClusterName == "" {
+		s.ClusterName = DefaultClusterName
+	}
+	set := &Set{Settings: s, Policies: policies, inv: inv, endpoints: map[*config.Workload]*Endpoint{}}
+	for _, p := range policies {
+		set.rules = append(set.rules, p.rules...)
+	}
+	return set
+}
+
+// Endpoint is the network policy of one workload.
+type Endpoint struct {
+	Workload *config.Workload
+	Peer     *Peer // the workload as others' policies see it
+	dirs     [2]direction
+}
+
+type direction struct {
+	enforced bool
+	by       *rule // the first rule that turned default deny on
+	allow    []*Entry
+	deny     []*Entry
+	requires []selector
+}
+
+// Enforced reports whether the endpoint is in default deny in dir, and
+// which policy put it there ("" for policyEnforcementMode always).
+func (ep *Endpoint) Enforced(dir Direction) (bool, string) {
+	d := &ep.dirs[dir]
+	if d.by == nil {
+		return d.enforced, ""
+	}
+	return d.enforced, d.by.policy.Kind.String() + " " + d.by.policy.ID()
+}
+
+// PeerOf is a workload as a peer: a pod with its Cilium identity, or the
+// host identity for a pod on the host network.
+func (s *Set) PeerOf(w *config.Workload) *Peer {
+	p := &Peer{Workload: w, Labels: workloadLabels(w, s.inv.Namespaces[w.Namespace], s.Settings.ClusterName)}
+	if len(w.IPs) > 0 {
+		p.IP = w.IPs[0]
+	}
+	if w.HostNetwork {
+		p.Entity, p.Labels = EntityHost, reservedLabels(EntityHost)
+	}
+	return p
+}
+
+// Endpoint returns the compiled policy of w.
+func (s *Set) Endpoint(w *config.Workload) *Endpoint {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ep, ok := s.endpoints[w]; ok {
+		return ep
+	}
+	ep := &Endpoint{Workload: w, Peer: s.PeerOf(w)}
+	for dir := range ep.dirs {
+		ep.dirs[dir].enforced = s.Settings.EnforcementMode == "always"
+	}
+	if !w.HostNetwork { // host-network pods are the host endpoint: host policies only
+		for _, r := range s.rules {
+			if !r.subject.matches(ep.Peer.Labels) {
+				continue
+			}
+			for dir, sec := range []*section{&r.ingress, &r.egress} {
+				d := &ep.dirs[dir]
+				if sec.present && sec.defaultDeny {
+					d.enforced = true
+					if d.by == nil {
+						d.by = r
+					}
+				}
+				d.allow = append(d.allow, sec.allow...)
+				d.deny = append(d.deny, sec.deny...)
+				for _, e := range sec.allow {
+					d.requires = append(d.requires, e.requires()...)
+				}
+			}
+		}
+	}
+	s.endpoints[w] = ep
+	return ep
+}
+
+// Verdict is the decision of one direction for a connection.
+type Verdict struct {
+	Allowed bool
+	// Enforced: the endpoint is in default deny in this direction.
+	Enforced bool
+	// Audit: the connection would have been dropped, and policyAuditMode
+	// let it through.
+	Audit bool
+	// Entry is the deny or allow entry that decided; nil for a default.
+	Entry  *Entry
+	Reason string
+	// HTTP lists the allow entries whose HTTP rules the L7 proxy enforces
+	// on this connection; empty when nothing restricts it at L7.
+	HTTP []*Entry
+}
+
+// EntryID names the deciding entry, or "".
+func (v *Verdict) EntryID() string {
+	if v.Entry == nil {
+		return ""
+	}
+	return v.Entry.ID()
+}
+
+// Policy names the policy of the deciding entry: kind and namespace/name.
+func (v *Verdict) Policy() (kind, id, path string) {
+	if v.Entry == nil {
+		return "", "", ""
+	}
+	return v.Entry.rule.policy.Kind.String(), v.Entry.rule.policy.ID(), v.Entry.path
+}
+
+// Decide decides one direction of a connection at ep: ingress from peer,
+// or egress to peer, on port and proto (TCP, UDP or SCTP). Deny entries win
+// over allows; an endpoint not in default deny allows what no deny entry
+// denies; in default deny, some allow entry must match.
+func (s *Set) Decide(ep *Endpoint, dir Direction, peer *Peer, port uint16, proto string) Verdict {
+	if s.Settings.EnforcementMode == "never" {
+		return Verdict{Allowed: true, Reason: "policyEnforcementMode is never: Cilium enforces no policy"}
+	}
+	d := &ep.dirs[dir]
+	receiver := ep.Workload // whose container ports name the port
+	if dir == Egress {
+		receiver = peer.Workload
+	}
+	v := Verdict{Enforced: d.enforced}
+	for _, e := range d.deny {
+		if ok, _ := e.matches(peer, port, proto, receiver, s.inv); ok {
+			v.Entry = e
+			v.Reason = fmt.Sprintf("%s denies %s %s on %d/%s", e.ID(), dir, peerWord(dir), port, proto)
+			return s.drop(v)
+		}
+	}
+	var l4Only bool
+	var unseen *Entry // a toFQDNs entry the DNS proxy would never feed
+	for _, e := range d.allow {
+		ok, viaFQDN := e.matches(peer, port, proto, receiver, s.inv)
+		if !ok || !requiresHold(d.requires, peer) {
+			continue
+		}
+		if viaFQDN && !d.dnsVisible(peer.FQDN) {
+			unseen = e
+			continue
+		}
+		if v.Entry == nil {
+			v.Entry = e
+		}
+		if e.http == nil {
+			l4Only = true
+		} else {
+			v.HTTP = append(v.HTTP, e)
+		}
+	}
+	if l4Only {
+		// "If a layer 4 rule is specified in the policy, and a similar layer
+		// 4 rule with layer 7 rules is also specified, then the layer 7
+		// portions of the latter rule will have no effect."
+		v.HTTP = nil
+	}
+	switch {
+	case v.Entry != nil:
+		v.Allowed = true
+		v.Reason = fmt.Sprintf("%s allows %s %s on %d/%s", v.Entry.ID(), dir, peerWord(dir), port, proto)
+		if v.HTTP != nil {
+			v.Reason += "; HTTP requests must then match its rules.http"
+		}
+		return v
+	case !d.enforced:
+		v.Allowed = true
+		v.Reason = fmt.Sprintf("no policy puts the endpoint in default deny for %s", dir)
+		return v
+	}
+	v.Reason = fmt.Sprintf("the endpoint is in default deny for %s (%s) and no %s rule allows %s on %d/%s", dir, s.enforcedBy(d), dir, peerWord(dir), port, proto)
+	if unseen != nil {
+		v.Reason += fmt.Sprintf("; %s names %s in toFQDNs, but no egress rule with rules.dns lets Cilium's DNS proxy see that lookup, so Cilium never learns its addresses", unseen.ID(), peer.FQDN)
+	}
+	return s.drop(v)
+}
+
+// drop applies policyAuditMode to a drop.
+func (s *Set) drop(v Verdict) Verdict {
+	if s.Settings.AuditMode {
+		v.Allowed, v.Audit = true, true
+		v.Reason += "; policyAuditMode lets it through (AUDIT)"
+	}
+	return v
+}
+
+func (s *Set) enforcedBy(d *direction) string {
+	if d.by == nil {
+		return "policyEnforcementMode always, with no policy selecting it"
+	}
+	return "selected by " + d.by.policy.Kind.String() + " " + d.by.policy.ID()
+}
+
+func peerWord(dir Direction) string {
+	if dir == Ingress {
+		return "from the peer"
+	}
+	return "to the peer"
+}
+
+func (e *Entry) matches(p *Peer, port uint16, proto string, receiver *config.Workload, inv *config.Inventory) (ok, viaFQDN bool) {
+	ok, viaFQDN = e.peers.matches(p, inv)
+	if !ok || e.ports == nil {
+		return ok, viaFQDN
+	}
+	for i := range e.ports {
+		if e.ports[i].matches(port, proto, receiver) {
+			return true, viaFQDN
+		}
+	}
+	return false, false
+}
+
+// dnsVisible reports whether some egress rule with rules.dns would let
+// Cilium's DNS proxy see, and allow, a lookup of name: the only way Cilium
+// learns the addresses a toFQDNs rule allows.
+func (d *direction) dnsVisible(name string) bool {
+	for _, e := range d.allow {
+		for i := range e.dns {
+			if e.dns[i].matches(&Peer{FQDN: name}) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// requires returns the fromRequires/toRequires selectors of an entry's rule
+// element; they restrict every allow of the endpoint in that direction.
+func (e *Entry) requires() []selector { return e.peers.requires }
+
+func requiresHold(reqs []selector, p *Peer) bool {
+	for i := range reqs {
+		if !reqs[i].matches(p.Labels) {
+			return false
+		}
+	}
+	return true
+}
+
+// HTTPVerdict is the L7 decision for one request.
+type HTTPVerdict struct {
+	Allowed bool
+	Entry   *Entry // the entry whose rule matched
+	Rule    int    // index in its rules.http
+	Reason  string
+}
+
+// DecideHTTP applies the HTTP rules of a connection's allow entries to a
+// request: it passes when any rule of any of them matches; otherwise
+// Cilium's proxy answers 403.
+func DecideHTTP(entries []*Entry, req *HTTPRequest) HTTPVerdict {
+	for _, e := range entries {
+		for _, r := range e.http {
+			if r.matches(req) {
+				return HTTPVerdict{Allowed: true, Entry: e, Rule: r.index,
+					Reason: fmt.Sprintf("%s.toPorts rules.http[%d] (%s) matches", e.ID(), r.index, r.text)}
+			}
+		}
+	}
+	ids := ""
+	for i, e := range entries {
+		if i > 0 {
+			ids += ", "
+		}
+		ids += e.ID()
+	}
+	v := HTTPVerdict{Reason: "no rules.http entry of " + ids + " matches the request", Rule: -1}
+	if len(entries) > 0 {
+		v.Entry = entries[0]
+	}
+	return v
+}
