@@ -110,8 +110,9 @@ func (v *ruleValidator) rule(r *Rule) {
 		v.errorf("", "rule cannot have both EndpointSelector and NodeSelector")
 	}
 	if r.NodeSelector != nil && v.namespaced {
-		// CiliumNetworkPolicy.Parse: host policies are cluster-wide.
-		v.errorf("nodeSelector", "nodeSelector is only allowed in a CiliumClusterwideNetworkPolicy")
+		// cnp_types.go CiliumNetworkPolicy.Parse: host policies are
+		// cluster-wide.
+		v.errorf("nodeSelector", "rule cannot have NodeSelector: nodeSelector is only allowed in a CiliumClusterwideNetworkPolicy")
 	}
 	if r.EndpointSelector != nil {
 		validateCiliumSelector(v.report, "endpointSelector", r.EndpointSelector)
@@ -593,6 +594,13 @@ func (v *ruleValidator) tls(path string, t *TLSContext) {
 		v.errorf(child(child(path, "secret"), "name"), "required value")
 	}
 }
+
+// IsNamedPort reports whether a PortProtocol port is a port name rather
+// than a number: an IANA service name (pkg/iana IsSvcName, RFC 6335), 1 to
+// 15 alphanumerics and inner non-consecutive dashes with at least one
+// letter. Cilium compares named ports case-insensitively (it lower-cases
+// them in PortProtocol.Sanitize). Note that "0x10" is a name, not 16.
+func IsNamedPort(port string) bool { return isSvcName(port) }
 
 // isSvcName is pkg/iana IsSvcName.
 func isSvcName(s string) bool {

@@ -87,9 +87,9 @@ func TestValidateRuleSelectors(t *testing.T) {
 		{name: "both selectors", src: `rule_validation.go: "rule cannot have both EndpointSelector and NodeSelector"`, ccnp: true,
 			doc:  `{"endpointSelector":{},"nodeSelector":{},"ingress":[{}]}`,
 			want: []Problem{e("", "rule cannot have both EndpointSelector and NodeSelector")}},
-		{name: "nodeSelector in CNP", src: `rule.go NodeSelector: "Can only be used in CiliumClusterwideNetworkPolicies"`,
+		{name: "nodeSelector in CNP", src: `cnp_types.go CiliumNetworkPolicy.Parse: "rule cannot have NodeSelector"`,
 			doc:  `{"nodeSelector":{},"ingress":[{}]}`,
-			want: []Problem{e("nodeSelector", "only allowed in a CiliumClusterwideNetworkPolicy")}},
+			want: []Problem{e("nodeSelector", "rule cannot have NodeSelector")}},
 		{name: "nodeSelector in CCNP", src: `rule.go NodeSelector (host policy)`, ccnp: true,
 			doc: `{"nodeSelector":{"matchLabels":{"node-role.kubernetes.io/control-plane":""}},"ingress":[{}]}`},
 		{name: "no rule lists", src: `CRD spec anyOf ingress|ingressDeny|egress|egressDeny (+kubebuilder:validation:AnyOf in rule.go)`,
@@ -388,4 +388,14 @@ func TestValidateRuleFQDN(t *testing.T) {
 			want: []Problem{e("egress[0].toPorts[0].rules.dns[1].matchName", "must match"),
 				e("egress[0].toPorts[0].rules.dns[2]", "one of matchName or matchPattern is required")}},
 	})
+}
+
+// TestIsNamedPort is pkg/iana svcname_test.go's IsSvcName behaviour.
+func TestIsNamedPort(t *testing.T) {
+	for port, want := range map[string]bool{"http": true, "HTTP-alt": true, "0x10": true, "h2c": true, "80": false, "": false,
+		"-http": false, "http-": false, "a--b": false, "my_port": false, "sixteen-chars-xx": false, "fifteen-chars-x": true} {
+		if got := IsNamedPort(port); got != want {
+			t.Errorf("IsNamedPort(%q) = %v, want %v", port, got, want)
+		}
+	}
 }

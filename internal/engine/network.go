@@ -40,23 +40,24 @@ func (e *Engine) checkNetwork(req Request, ar authz.Request, port uint16, transp
 		}
 		nv := e.net.Decide(side.ep, side.dir, side.peer, port, transport)
 		kind, policy, path := nv.Policy()
-		by := DecidedBy{Layer: side.layer, Kind: kind, Policy: policy, RuleID: path, Reason: nv.Reason}
+		why := nv.Reason()
+		by := DecidedBy{Layer: side.layer, Kind: kind, Policy: policy, RuleID: path, Reason: why}
 		if !nv.Allowed {
 			v.deny(0, by)
-			v.step(side.layer, "deny", nv.Reason+"; the packets are dropped")
+			v.step(side.layer, "deny", why+"; the packets are dropped")
 			return false
 		}
 		result := "pass"
 		if nv.Audit {
 			result = "info"
-			v.Warnings = append(v.Warnings, fmt.Sprintf("%s: %s", side.layer, nv.Reason))
+			v.Warnings = append(v.Warnings, fmt.Sprintf("%s: %s", side.layer, why))
 		}
-		v.step(side.layer, result, nv.Reason)
+		v.step(side.layer, result, why)
 		if req.To == nil {
 			v.DecidedBy = by // nothing after the client's egress decides
 		}
-		if nv.HTTP != nil {
-			proxies = append(proxies, l7{side.layer, nv.HTTP})
+		if nv.L7 {
+			proxies = append(proxies, l7{side.layer, e.net.HTTPEntries(side.ep, side.dir, side.peer, port, transport)})
 		}
 	}
 	for _, p := range proxies {

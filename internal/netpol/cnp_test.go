@@ -119,7 +119,7 @@ egress:
 	}
 	for _, c := range cases {
 		if v := s.Decide(ep, c.dir, c.peer, c.port, c.prot); v.Allowed != c.want {
-			t.Errorf("%s: %s %s %d/%s: allowed=%v (%s)", c.cite, c.dir, c.peer, c.port, c.prot, v.Allowed, v.Reason)
+			t.Errorf("%s: %s %s %d/%s: allowed=%v (%s)", c.cite, c.dir, c.peer, c.port, c.prot, v.Allowed, v.Reason())
 		}
 	}
 
@@ -133,7 +133,7 @@ egress:
   toPorts: [{ports: [{port: '53', protocol: UDP}]}]`))
 	a, _ = inv.Workload("x/a")
 	v := s.Decide(s.Endpoint(a), Egress, World(netip.Addr{}, "api.stripe.com"), 443, "TCP")
-	if v.Allowed || !strings.Contains(v.Reason, "no egress rule with rules.dns") {
+	if v.Allowed || !strings.Contains(v.Reason(), "no egress rule with rules.dns") {
 		t.Errorf("toFQDNs without a DNS rule: %+v", v)
 	}
 }
@@ -162,7 +162,8 @@ ingress:
 	c, _ := inv.Workload("x/c")
 	ep := s.Endpoint(a)
 	vb := s.Decide(ep, Ingress, s.PeerOf(b), 80, "TCP")
-	if !vb.Allowed || len(vb.HTTP) != 1 {
+	httpB := s.HTTPEntries(ep, Ingress, s.PeerOf(b), 80, "TCP")
+	if !vb.Allowed || !vb.L7 || len(httpB) != 1 {
 		t.Fatalf("pod b: %+v", vb)
 	}
 	hdr := func(kv ...string) func(string) (string, bool) {
@@ -189,14 +190,14 @@ ingress:
 		{"a header without a value needs presence", HTTPRequest{Method: "GET", Path: "/present", Headers: hdr("x-token", "")}, true},
 		{":path includes the query string", HTTPRequest{Method: "POST", Path: "/api/v1/users?x=1", Headers: hdr("content-type", "application/json")}, false},
 	} {
-		if got := DecideHTTP(vb.HTTP, &r.req); got.Allowed != r.want {
+		if got := DecideHTTP(httpB, &r.req); got.Allowed != r.want {
 			t.Errorf("%s: %+v allowed=%v (%s)", r.cite, r.req, got.Allowed, got.Reason)
 		}
 	}
 	// "If a layer 4 rule is specified in the policy, and a similar layer 4
 	// rule with layer 7 rules is also specified, then the layer 7 portions of
 	// the latter rule will have no effect."
-	if vc := s.Decide(ep, Ingress, s.PeerOf(c), 80, "TCP"); !vc.Allowed || vc.HTTP != nil {
+	if vc := s.Decide(ep, Ingress, s.PeerOf(c), 80, "TCP"); !vc.Allowed || vc.L7 {
 		t.Errorf("pod c: an L4-only allow must lift the L7 rules: %+v", vc)
 	}
 }

@@ -64,7 +64,9 @@ type Endpoint struct {
 
 type direction struct {
 	enforced bool
-	by       *rule // the first rule that turned default deny on
+	by       *rule  // the first rule that turned default deny on
+	byText   string // "selected by Kind ns/name"
+	cache    map[*config.Workload]*peerEntries
 	allow    []*Entry
 	deny     []*Entry
 	requires []selector
@@ -115,6 +117,7 @@ func (s *Set) Endpoint(w *config.Workload) *Endpoint {
 					d.enforced = true
 					if d.by == nil {
 						d.by = r
+						d.byText = "selected by " + r.policy.Kind.String() + " " + r.policy.ID()
 					}
 				}
 				d.allow = append(d.allow, sec.allow...)
@@ -138,22 +141,61 @@ type Verdict struct {
 	// let it through.
 	Audit bool
 	// Entry is the deny or allow entry that decided; nil for a default.
-	Entry  *Entry
-	Reason string
-	// HTTP lists the allow entries whose HTTP rules the L7 proxy enforces
-	// on this connection; empty when nothing restricts it at L7.
-	HTTP []*Entry
+	Entry *Entry
+	// L7 is set when HTTP rules apply to the connection (see HTTPEntries).
+	L7 bool
+
+	why     reason
+	dir     Direction
+	port    uint16
+	proto   string
+	by      string // what put the endpoint in default deny
+	unseen  *Entry // a toFQDNs entry the DNS proxy would never feed
+	fqdn    string
+	auditOn bool
 }
 
-// EntryID names the deciding entry, or "".
-func (v *Verdict) EntryID() string {
-	if v.Entry == nil {
-		return ""
+type reason uint8
+
+const (
+	whyNever reason = iota
+	whyDenied
+	whyAllowed
+	whyNotEnforced
+	whyDefaultDeny
+)
+
+// Reason explains the verdict in plain words. It is built on demand so
+// that deciding does not allocate.
+func (v *Verdict) Reason() string {
+	var r string
+	switch v.why {
+	case whyNever:
+		return "policyEnforcementMode is never: Cilium enforces no policy"
+	case whyDenied:
+		r = fmt.Sprintf("%s denies %s %s on %d/%s", v.Entry.ID(), v.dir, peerWord(v.dir), v.port, v.proto)
+	case whyAllowed:
+		r = fmt.Sprintf("%s allows %s %s on %d/%s", v.Entry.ID(), v.dir, peerWord(v.dir), v.port, v.proto)
+		if v.L7 {
+			r += "; HTTP requests must then match its rules.http"
+		}
+		return r
+	case whyNotEnforced:
+		return fmt.Sprintf("no policy puts the endpoint in default deny for %s", v.dir)
+	case whyDefaultDeny:
+		r = fmt.Sprintf("the endpoint is in default deny for %s (%s) and no %s rule allows %s on %d/%s", v.dir, v.by, v.dir, peerWord(v.dir), v.port, v.proto)
+		if v.unseen != nil {
+			r += fmt.Sprintf("; %s names %s in toFQDNs, but no egress rule with rules.dns lets Cilium's DNS proxy see that lookup, so Cilium never learns its addresses", v.unseen.ID(), v.fqdn)
+		}
 	}
-	return v.Entry.ID()
+	if v.Audit {
+		r += "; policyAuditMode lets it through (AUDIT)"
+	}
+	return r
 }
 
-// Policy names the policy of the deciding entry: kind and namespace/name.
+// Policy names the policy of the deciding entry: kind, namespace/name and
+// the entry's path.
 func (v *Verdict) Policy() (kind, id, path string) {
 	if v.Entry == nil {
 		return "", "", ""
@@ -161,36 +203,80 @@ func (v *Verdict) Policy() (kind, id, path string) {
 	return v.Entry.rule.policy.Kind.String(), v.Entry.rule.policy.ID(), v.Entry.path
 }
 
+// peerEntries are the entries of one direction of an endpoint whose peers
+// select one pod identity: Cilium resolves selectors to identities ahead of
+// time, and so does this cache, so that a decision only checks ports.
+type peerEntries struct {
+	allow, deny []*Entry
+}
+
+// entriesFor returns the entries whose L3 side selects peer. For pods the
+// result is computed once per (endpoint, direction, pod); peers outside the
+// cluster are matched afresh, since their addresses and names vary.
+func (s *Set) entriesFor(d *direction, peer *Peer) *peerEntries {
+	if peer.Workload != nil {
+		s.mu.Lock()
+		pe, ok := d.cache[peer.Workload]
+		s.mu.Unlock()
+		if ok {
+			return pe
+		}
+	}
+	pe := &peerEntries{}
+	for _, e := range d.deny {
+		if ok, _ := e.peers.matches(peer, s.inv); ok {
+			pe.deny = append(pe.deny, e)
+		}
+	}
+	if requiresHold(d.requires, peer) {
+		for _, e := range d.allow {
+			if ok, _ := e.peers.matches(peer, s.inv); ok {
+				pe.allow = append(pe.allow, e)
+			}
+		}
+	}
+	if peer.Workload != nil {
+		s.mu.Lock()
+		if d.cache == nil {
+			d.cache = map[*config.Workload]*peerEntries{}
+		}
+		d.cache[peer.Workload] = pe
+		s.mu.Unlock()
+	}
+	return pe
+}
+
 // Decide decides one direction of a connection at ep: ingress from peer,
 // or egress to peer, on port and proto (TCP, UDP or SCTP). Deny entries win
 // over allows; an endpoint not in default deny allows what no deny entry
-// denies; in default deny, some allow entry must match.
+// denies; in default deny, some allow entry must match. For a pod peer
+// already seen it does not allocate.
 func (s *Set) Decide(ep *Endpoint, dir Direction, peer *Peer, port uint16, proto string) Verdict {
+	v := Verdict{dir: dir, port: port, proto: proto}
 	if s.Settings.EnforcementMode == "never" {
-		return Verdict{Allowed: true, Reason: "policyEnforcementMode is never: Cilium enforces no policy"}
+		v.Allowed, v.why = true, whyNever
+		return v
 	}
 	d := &ep.dirs[dir]
+	v.Enforced = d.enforced
 	receiver := ep.Workload // whose container ports name the port
 	if dir == Egress {
 		receiver = peer.Workload
 	}
-	v := Verdict{Enforced: d.enforced}
-	for _, e := range d.deny {
-		if ok, _ := e.matches(peer, port, proto, receiver, s.inv); ok {
-			v.Entry = e
-			v.Reason = fmt.Sprintf("%s denies %s %s on %d/%s", e.ID(), dir, peerWord(dir), port, proto)
+	pe := s.entriesFor(d, peer)
+	for _, e := range pe.deny {
+		if e.portMatches(port, proto, receiver) {
+			v.Entry, v.why = e, whyDenied
 			return s.drop(v)
 		}
 	}
-	var l4Only bool
-	var unseen *Entry // a toFQDNs entry the DNS proxy would never feed
-	for _, e := range d.allow {
-		ok, viaFQDN := e.matches(peer, port, proto, receiver, s.inv)
-		if !ok || !requiresHold(d.requires, peer) {
+	l4Only := false
+	for _, e := range pe.allow {
+		if !e.portMatches(port, proto, receiver) {
 			continue
 		}
-		if viaFQDN && !d.dnsVisible(peer.FQDN) {
-			unseen = e
+		if peer.FQDN != "" && !e.peers.matchesL3(peer, s.inv) && !d.dnsVisible(peer.FQDN) {
+			v.unseen, v.fqdn = e, peer.FQDN
 			continue
 		}
 		if v.Entry == nil {
@@ -199,40 +285,47 @@ func (s *Set) Decide(ep *Endpoint, dir Direction, peer *Peer, port uint16, proto
 		if e.http == nil {
 			l4Only = true
 		} else {
-			v.HTTP = append(v.HTTP, e)
+			v.L7 = true
 		}
 	}
-	if l4Only {
-		// "If a layer 4 rule is specified in the policy, and a similar layer
-		// 4 rule with layer 7 rules is also specified, then the layer 7
-		// portions of the latter rule will have no effect."
-		v.HTTP = nil
-	}
+	// "If a layer 4 rule is specified in the policy, and a similar layer 4
+	// rule with layer 7 rules is also specified, then the layer 7 portions
+	// of the latter rule will have no effect."
+	v.L7 = v.L7 && !l4Only
 	switch {
 	case v.Entry != nil:
-		v.Allowed = true
-		v.Reason = fmt.Sprintf("%s allows %s %s on %d/%s", v.Entry.ID(), dir, peerWord(dir), port, proto)
-		if v.HTTP != nil {
-			v.Reason += "; HTTP requests must then match its rules.http"
-		}
+		v.Allowed, v.why = true, whyAllowed
 		return v
 	case !d.enforced:
-		v.Allowed = true
-		v.Reason = fmt.Sprintf("no policy puts the endpoint in default deny for %s", dir)
+		v.Allowed, v.why = true, whyNotEnforced
 		return v
 	}
-	v.Reason = fmt.Sprintf("the endpoint is in default deny for %s (%s) and no %s rule allows %s on %d/%s", dir, s.enforcedBy(d), dir, peerWord(dir), port, proto)
-	if unseen != nil {
-		v.Reason += fmt.Sprintf("; %s names %s in toFQDNs, but no egress rule with rules.dns lets Cilium's DNS proxy see that lookup, so Cilium never learns its addresses", unseen.ID(), peer.FQDN)
-	}
+	v.why, v.by = whyDefaultDeny, s.enforcedBy(d)
 	return s.drop(v)
+}
+
+// HTTPEntries returns the allow entries whose rules.http the L7 proxy
+// applies to a connection Decide allowed with L7 set.
+func (s *Set) HTTPEntries(ep *Endpoint, dir Direction, peer *Peer, port uint16, proto string) []*Entry {
+	d := &ep.dirs[dir]
+	receiver := ep.Workload
+	if dir == Egress {
+		receiver = peer.Workload
+	}
+	pe := s.entriesFor(d, peer)
+	var out []*Entry
+	for _, e := range pe.allow {
+		if e.http != nil && e.portMatches(port, proto, receiver) {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // drop applies policyAuditMode to a drop.
 func (s *Set) drop(v Verdict) Verdict {
 	if s.Settings.AuditMode {
 		v.Allowed, v.Audit = true, true
-		v.Reason += "; policyAuditMode lets it through (AUDIT)"
 	}
 	return v
 }
@@ -241,7 +334,7 @@ func (s *Set) enforcedBy(d *direction) string {
 	if d.by == nil {
 		return "policyEnforcementMode always, with no policy selecting it"
 	}
-	return "selected by " + d.by.policy.Kind.String() + " " + d.by.policy.ID()
+	return d.byText
 }
 
 func peerWord(dir Direction) string {
@@ -251,17 +344,17 @@ func peerWord(dir Direction) string {
 	return "to the peer"
 }
 
-func (e *Entry) matches(p *Peer, port uint16, proto string, receiver *config.Workload, inv *config.Inventory) (ok, viaFQDN bool) {
-	ok, viaFQDN = e.peers.matches(p, inv)
-	if !ok || e.ports == nil {
-		return ok, viaFQDN
+// portMatches reports whether the entry allows or denies port/proto.
+func (e *Entry) portMatches(port uint16, proto string, receiver *config.Workload) bool {
+	if e.ports == nil {
+		return true
 	}
 	for i := range e.ports {
 		if e.ports[i].matches(port, proto, receiver) {
-			return true, viaFQDN
+			return true
 		}
 	}
-	return false, false
+	return false
 }
 
 // dnsVisible reports whether some egress rule with rules.dns would let

@@ -72,10 +72,10 @@ func decideProbe(t *testing.T, s *Set, inv *config.Inventory, p probe) (bool, st
 	}
 	out := s.Decide(s.Endpoint(from), Egress, s.PeerOf(to), p.port, proto)
 	if !out.Allowed {
-		return false, out.Reason
+		return false, out.Reason()
 	}
 	in := s.Decide(s.Endpoint(to), Ingress, s.PeerOf(from), p.port, proto)
-	return in.Allowed, in.Reason
+	return in.Allowed, in.Reason()
 }
 
 func compileSnapshot(t *testing.T, snap *config.Snapshot, settings Settings) *Set {
