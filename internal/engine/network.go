@@ -85,12 +85,13 @@ func (e *Engine) checkNetwork(req Request, ar authz.Request, port uint16, transp
 		}
 		hr := &netpol.HTTPRequest{Method: req.HTTP.Method, Path: req.HTTP.Path, Host: e.httpHost(req), Headers: rawHeaders(req.HTTP.Headers)}
 		hv := netpol.DecideHTTP(p.entries, hr)
+		why := hv.Reason()
 		if !hv.Allowed {
-			v.deny(403, DecidedBy{Layer: LayerL7, Kind: hv.Entry.Kind(), Policy: hv.Entry.PolicyID(), RuleID: hv.Entry.Path(), Reason: hv.Reason})
-			v.step(LayerL7, "deny", fmt.Sprintf("at %s: %s; Cilium's proxy answers 403 Access denied and the connection stays open", where, hv.Reason))
+			v.deny(403, DecidedBy{Layer: LayerL7, Kind: hv.Entry.Kind(), Policy: hv.Entry.PolicyID(), RuleID: hv.Entry.Path(), Reason: why})
+			v.step(LayerL7, "deny", fmt.Sprintf("at %s: %s; Cilium's proxy answers 403 Access denied and the connection stays open", where, why))
 			return false
 		}
-		v.step(LayerL7, "pass", fmt.Sprintf("at %s: %s", where, hv.Reason))
+		v.step(LayerL7, "pass", fmt.Sprintf("at %s: %s", where, why))
 	}
 	return true
 }

@@ -191,7 +191,7 @@ ingress:
 		{":path includes the query string", HTTPRequest{Method: "POST", Path: "/api/v1/users?x=1", Headers: hdr("content-type", "application/json")}, false},
 	} {
 		if got := DecideHTTP(httpB, &r.req); got.Allowed != r.want {
-			t.Errorf("%s: %+v allowed=%v (%s)", r.cite, r.req, got.Allowed, got.Reason)
+			t.Errorf("%s: %+v allowed=%v (%s)", r.cite, r.req, got.Allowed, got.Reason())
 		}
 	}
 	// "If a layer 4 rule is specified in the policy, and a similar layer 4

@@ -2,6 +2,7 @@ package netpol
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/palisade-security/palisade/internal/config"
@@ -34,7 +35,9 @@ type Set struct {
 	Settings Settings
 	Policies []*Policy
 	inv      *config.Inventory
-	rules    []*rule
+	// rules by the namespace their subject is confined to; "" holds the
+	// rules that may select in any namespace (clusterwide policies).
+	rules map[string][]*rule
 
 	mu        sync.Mutex
 	endpoints map[*config.Workload]*Endpoint
@@ -48,9 +51,12 @@ func NewSet(policies []*Policy, inv *config.Inventory, s Settings) *Set {
 	if s.ClusterName == "" {
 		s.ClusterName = DefaultClusterName
 	}
-	set := &Set{Settings: s, Policies: policies, inv: inv, endpoints: map[*config.Workload]*Endpoint{}}
+	set := &Set{Settings: s, Policies: policies, inv: inv, rules: map[string][]*rule{}, endpoints: map[*config.Workload]*Endpoint{}}
 	for _, p := range policies {
-		set.rules = append(set.rules, p.rules...)
+		for _, r := range p.rules {
+			ns := r.subject.namespace()
+			set.rules[ns] = append(set.rules[ns], r)
+		}
 	}
 	return set
 }
@@ -107,7 +113,7 @@ func (s *Set) Endpoint(w *config.Workload) *Endpoint {
 		ep.dirs[dir].enforced = s.Settings.EnforcementMode == "always"
 	}
 	if !w.HostNetwork { // host-network pods are the host endpoint: host policies only
-		for _, r := range s.rules {
+		for _, r := range concat(s.rules[""], s.rules[w.Namespace]) {
 			if !r.subject.matches(ep.Peer.Labels) {
 				continue
 			}
@@ -130,6 +136,10 @@ func (s *Set) Endpoint(w *config.Workload) *Endpoint {
 	}
 	s.endpoints[w] = ep
 	return ep
+}
+
+func concat(a, b []*rule) []*rule {
+	return append(append(make([]*rule, 0, len(a)+len(b)), a...), b...)
 }
 
 // Verdict is the decision of one direction for a connection.
@@ -387,31 +397,35 @@ func requiresHold(reqs []selector, p *Peer) bool {
 // HTTPVerdict is the L7 decision for one request.
 type HTTPVerdict struct {
 	Allowed bool
-	Entry   *Entry // the entry whose rule matched
-	Rule    int    // index in its rules.http
-	Reason  string
+	Entry   *Entry // the entry whose rule matched; the first entry when none did
+	Rule    int    // index in its rules.http, -1 when none matched
+	entries []*Entry
+}
+
+// Reason explains the HTTP verdict.
+func (v *HTTPVerdict) Reason() string {
+	if v.Allowed {
+		return fmt.Sprintf("%s rules.http[%d] (%s) matches", v.Entry.ID(), v.Rule, v.Entry.http[v.Rule].text)
+	}
+	var ids []string
+	for _, e := range v.entries {
+		ids = append(ids, e.ID())
+	}
+	return "no rules.http entry of " + strings.Join(ids, ", ") + " matches the request"
 }
 
 // DecideHTTP applies the HTTP rules of a connection's allow entries to a
 // request: it passes when any rule of any of them matches; otherwise
-// Cilium's proxy answers 403.
+// Cilium's proxy answers 403. It does not allocate.
 func DecideHTTP(entries []*Entry, req *HTTPRequest) HTTPVerdict {
 	for _, e := range entries {
-		for _, r := range e.http {
+		for i, r := range e.http {
 			if r.matches(req) {
-				return HTTPVerdict{Allowed: true, Entry: e, Rule: r.index,
-					Reason: fmt.Sprintf("%s.toPorts rules.http[%d] (%s) matches", e.ID(), r.index, r.text)}
+				return HTTPVerdict{Allowed: true, Entry: e, Rule: i, entries: entries}
 			}
 		}
 	}
-	ids := ""
-	for i, e := range entries {
-		if i > 0 {
-			ids += ", "
-		}
-		ids += e.ID()
-	}
-	v := HTTPVerdict{Reason: "no rules.http entry of " + ids + " matches the request", Rule: -1}
+	v := HTTPVerdict{Rule: -1, entries: entries}
 	if len(entries) > 0 {
 		v.Entry = entries[0]
 	}

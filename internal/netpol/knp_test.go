@@ -78,7 +78,7 @@ func decideProbe(t *testing.T, s *Set, inv *config.Inventory, p probe) (bool, st
 	return in.Allowed, in.Reason()
 }
 
-func compileSnapshot(t *testing.T, snap *config.Snapshot, settings Settings) *Set {
+func compileSnapshot(t testing.TB, snap *config.Snapshot, settings Settings) *Set {
 	t.Helper()
 	var ps []*Policy
 	for _, r := range snap.NetworkPolicies {
@@ -187,7 +187,7 @@ func TestKubernetesNetworkPolicy(t *testing.T) {
 	})
 }
 
-func compile(t *testing.T, docs string) (*Set, *config.Inventory) {
+func compile(t testing.TB, docs string) (*Set, *config.Inventory) {
 	t.Helper()
 	snap, errs := config.Parse("np.yaml", []byte(docs))
 	if len(errs) > 0 {

@@ -204,9 +204,25 @@ func (m *portMatch) matches(port uint16, proto string, dst *config.Workload) boo
 // :method, :path and :authority); every header must match as well.
 type httpRule struct {
 	index              int
-	method, path, host *regexp.Regexp
+	method, path, host *fullRegex
 	headers            []headerMatch
 	text               string
+}
+
+// fullRegex is an RE2 regex that must match a whole value, with its
+// literal prefix checked first: most rules differ in their literal paths,
+// and a failed prefix is far cheaper than running the regex.
+type fullRegex struct {
+	re      *regexp.Regexp
+	prefix  string
+	literal bool // the regex is exactly its prefix
+}
+
+func (r *fullRegex) match(s string) bool {
+	if r.literal {
+		return s == r.prefix
+	}
+	return strings.HasPrefix(s, r.prefix) && r.re.MatchString(s)
 }
 
 // headerMatch is a header condition: present, or present with exactly value.
@@ -217,7 +233,7 @@ type headerMatch struct {
 	never   bool // a secret that cannot be read: Cilium makes the rule never match
 }
 
-func compileRegex(field, re string) (*regexp.Regexp, error) {
+func compileRegex(field, re string) (*fullRegex, error) {
 	if re == "" {
 		return nil, nil
 	}
@@ -225,7 +241,12 @@ func compileRegex(field, re string) (*regexp.Regexp, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s %q is not a valid regular expression: %v", field, re, err)
 	}
-	return c, nil
+	bare, err := regexp.Compile(re)
+	if err != nil {
+		return nil, fmt.Errorf("%s %q is not a valid regular expression: %v", field, re, err)
+	}
+	prefix, complete := bare.LiteralPrefix()
+	return &fullRegex{re: c, prefix: prefix, literal: complete}, nil
 }
 
 // parseHeader reads a headers entry as Cilium does (pkg/envoy getHTTPRule):
@@ -248,13 +269,13 @@ type HTTPRequest struct {
 }
 
 func (r *httpRule) matches(req *HTTPRequest) bool {
-	if r.method != nil && !r.method.MatchString(req.Method) {
+	if r.path != nil && !r.path.match(req.Path) {
 		return false
 	}
-	if r.path != nil && !r.path.MatchString(req.Path) {
+	if r.method != nil && !r.method.match(req.Method) {
 		return false
 	}
-	if r.host != nil && !r.host.MatchString(req.Host) {
+	if r.host != nil && !r.host.match(req.Host) {
 		return false
 	}
 	for _, h := range r.headers {

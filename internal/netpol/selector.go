@@ -133,6 +133,16 @@ func (s selector) withoutNamespace() selector {
 	return s
 }
 
+// namespace returns the one namespace the selector is confined to, or "".
+func (s *selector) namespace() string {
+	for _, r := range s.reqs {
+		if r.key == labelNamespace && r.op == opIn && len(r.values) == 1 && (r.source == sourceK8s || r.source == sourceAny) {
+			return r.values[0]
+		}
+	}
+	return ""
+}
+
 // matches reports whether the labels satisfy every requirement.
 func (s *selector) matches(ls Labels) bool {
 	for i := range s.reqs {
