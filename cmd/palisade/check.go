@@ -25,6 +25,7 @@ type checkFlags struct {
 	token                string
 	sourceIP, destIP     string
 	resolvedIP           string
+	ciliumValues         string
 	transport            string
 	output               string
 	jwks                 []string
@@ -61,8 +62,8 @@ Exit status: 0 allowed, 1 denied, 2 bad input.`,
 	}
 	fl := cmd.Flags()
 	fl.StringArrayVarP(&f.files, "filename", "f", nil, "file, directory or - for stdin (repeatable)")
-	fl.StringVar(&f.from, "from", "", "source: NAMESPACE/NAME, or ip:ADDR for a client outside the mesh")
-	fl.StringVar(&f.to, "to", "", "destination: NAMESPACE/NAME, or ip:ADDR or fqdn:NAME outside the cluster")
+	fl.StringVar(&f.from, "from", "", "source: NAMESPACE/NAME, ip:ADDR for a client outside the mesh, or entity:NAME (host, kube-apiserver, ...)")
+	fl.StringVar(&f.to, "to", "", "destination: NAMESPACE/NAME, ip:ADDR or fqdn:NAME outside the cluster, or entity:NAME")
 	fl.StringVar(&f.resolvedIP, "resolved-ip", "", "with --to fqdn:NAME, the address the name resolves to (what Cilium's DNS proxy would learn)")
 	fl.StringVar(&f.transport, "protocol", "TCP", "transport protocol: TCP, UDP or SCTP")
 	fl.IntVar(&f.port, "port", 0, "destination container port (default: its first)")
@@ -77,6 +78,7 @@ Exit status: 0 allowed, 1 denied, 2 bad input.`,
 	fl.StringVarP(&f.output, "output", "o", "text", "text or json")
 	fl.StringArrayVar(&f.jwks, "jwks", nil, "use a local JWKS file for a jwksUri or issuer: URI=FILE (repeatable)")
 	fl.BoolVar(&f.assumeExtAuthzAllows, "assume-ext-authz-allows", false, "treat CUSTOM ext_authz providers as allowing (they cannot be asked offline)")
+	fl.StringVar(&f.ciliumValues, "cilium-values", "", "Cilium Helm values file (policyEnforcementMode, policyAuditMode, cluster.name)")
 	fl.BoolVar(&f.strict, "strict", false, "exit 2 when the input has errors instead of leaving the bad resources out")
 	return cmd
 }
@@ -92,7 +94,7 @@ func runCheck(cmd *cobra.Command, f *checkFlags) error {
 	if f.output != "text" && f.output != "json" {
 		return badInput("-o must be text or json")
 	}
-	snap, loadErrs := config.Load(f.files, cmd.InOrStdin())
+	snap, loadErrs := config.LoadInput(config.Input{Paths: f.files, Stdin: cmd.InOrStdin(), CiliumValues: f.ciliumValues})
 	fetcher := jwtauth.NewFetcher(nil)
 	for _, kv := range f.jwks {
 		key, file, ok := strings.Cut(kv, "=")
@@ -162,10 +164,27 @@ func leftOut(loadErrs []*config.Error, rejected []engine.Rejection) []engine.Lef
 	return out
 }
 
+// entities are Cilium's reserved identities a check can name.
+var entities = []string{"world", "host", "remote-node", "kube-apiserver", "health", "ingress", "init", "unmanaged"}
+
+func knownEntity(e string) bool {
+	for _, x := range entities {
+		if x == e {
+			return true
+		}
+	}
+	return false
+}
+
 func checkRequest(snap *config.Snapshot, f *checkFlags) (engine.Request, error) {
 	var req engine.Request
 	inv := &snap.Inventory
-	if addr, ok := strings.CutPrefix(f.from, "ip:"); ok {
+	if ent, ok := strings.CutPrefix(f.from, "entity:"); ok {
+		if !knownEntity(ent) {
+			return req, fmt.Errorf("--from %q: unknown entity (want one of %s)", f.from, strings.Join(entities, ", "))
+		}
+		req.FromEntity = ent
+	} else if addr, ok := strings.CutPrefix(f.from, "ip:"); ok {
 		ip, err := netip.ParseAddr(addr)
 		if err != nil {
 			return req, fmt.Errorf("--from %q: not an IP address", f.from)
@@ -185,6 +204,11 @@ func checkRequest(snap *config.Snapshot, f *checkFlags) (engine.Request, error) 
 			return req, fmt.Errorf("--to %q: not an IP address", f.to)
 		}
 		req.ToIP = ip
+	case strings.HasPrefix(f.to, "entity:"):
+		req.ToEntity = strings.TrimPrefix(f.to, "entity:")
+		if !knownEntity(req.ToEntity) {
+			return req, fmt.Errorf("--to %q: unknown entity (want one of %s)", f.to, strings.Join(entities, ", "))
+		}
 	case strings.HasPrefix(f.to, "fqdn:"):
 		req.ToFQDN = strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(f.to, "fqdn:"), "."))
 		if req.ToFQDN == "" {

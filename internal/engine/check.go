@@ -31,6 +31,10 @@ type Request struct {
 	// have learned for it (ToIP, optional).
 	ToIP   netip.Addr
 	ToFQDN string
+	// FromEntity and ToEntity name one of Cilium's reserved identities
+	// (host, remote-node, kube-apiserver, health, ingress, world) as the
+	// client or the destination, in place of From or To.
+	FromEntity, ToEntity string
 	// Transport is TCP (the default), UDP or SCTP.
 	Transport string
 }
@@ -140,7 +144,7 @@ type Step struct {
 // returns an error only for a request that cannot be checked, such as a
 // destination without ports and no port given.
 func (e *Engine) Check(req Request) (*Verdict, error) {
-	if req.To == nil && !req.ToIP.IsValid() && req.ToFQDN == "" {
+	if req.To == nil && !req.ToIP.IsValid() && req.ToFQDN == "" && req.ToEntity == "" {
 		return nil, fmt.Errorf("no destination")
 	}
 	transport := req.Transport
@@ -190,6 +194,9 @@ func (e *Engine) Check(req Request) (*Verdict, error) {
 	case req.ToFQDN != "":
 		v.Request.To = "fqdn:" + req.ToFQDN
 		ar.DestIP = req.ToIP
+	case req.ToEntity != "":
+		v.Request.To = "entity:" + req.ToEntity
+		ar.DestIP = req.ToIP
 	default:
 		v.Request.To = "ip:" + req.ToIP.String()
 		ar.DestIP = req.ToIP
@@ -200,6 +207,8 @@ func (e *Engine) Check(req Request) (*Verdict, error) {
 		if !ar.SourceIP.IsValid() && len(req.From.IPs) > 0 {
 			ar.SourceIP = req.From.IPs[0]
 		}
+	} else if req.FromEntity != "" {
+		v.Request.From = "entity:" + req.FromEntity
 	} else {
 		v.Request.From = "ip:" + req.FromIP.String()
 	}

@@ -306,3 +306,73 @@ spec:
 			from: "a/client", to: "b/server", port: 9090, status: 0, layer: "authz"},
 	})
 }
+
+// TestExternalDestinations checks egress control for traffic that leaves
+// the cluster: names learned by the DNS proxy, addresses and entities.
+func TestExternalDestinations(t *testing.T) {
+	snap, errs := config.Parse("t.yaml", []byte(`apiVersion: v1
+kind: Pod
+metadata: {name: pay, namespace: shop, labels: {app: pay}}
+spec: {containers: [{name: c}]}
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: egress, namespace: shop}
+spec:
+  endpointSelector: {matchLabels: {app: pay}}
+  egress:
+  - toFQDNs: [{matchName: api.stripe.com}]
+    toPorts: [{ports: [{port: "443", protocol: TCP}]}]
+  - toEntities: [all]
+    toPorts: [{ports: [{port: "53", protocol: ANY}], rules: {dns: [{matchPattern: "*"}]}}]
+  - toCIDRSet: [{cidr: 198.51.100.0/24, except: [198.51.100.128/25]}]
+    toPorts: [{ports: [{port: "5432", protocol: TCP}]}]
+  - toEntities: [kube-apiserver]
+  - toFQDNs: [{matchName: hooks.example.com}]
+    toPorts:
+    - ports: [{port: "80", protocol: TCP}]
+      rules: {http: [{method: POST, path: /hook}]}
+`))
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	e := New(snap, Options{Keys: keys{}})
+	if len(e.Rejected) > 0 {
+		t.Fatalf("rejected: %+v", e.Rejected)
+	}
+	pay, _ := snap.Inventory.Workload("shop/pay")
+	cases := []struct {
+		name, cite string
+		req        Request
+		allowed    bool
+		status     int
+		layer      string
+	}{
+		{"a name the policy allows", "toFQDNs matchName with a DNS rule that lets the proxy see the lookup",
+			Request{ToFQDN: "api.stripe.com", ToIP: netip.MustParseAddr("198.51.100.9"), Port: 443}, true, 0, "network-egress"},
+		{"another name", "toFQDNs: names not listed are not allowed",
+			Request{ToFQDN: "evil.example", Port: 443}, false, 0, "network-egress"},
+		{"an address in the CIDR set", "cidr.go: toCIDRSet",
+			Request{ToIP: netip.MustParseAddr("198.51.100.20"), Port: 5432}, true, 0, "network-egress"},
+		{"an address in the except", "cidr.go: except carves out",
+			Request{ToIP: netip.MustParseAddr("198.51.100.200"), Port: 5432}, false, 0, "network-egress"},
+		{"the API server", "entity.go: kube-apiserver",
+			Request{ToEntity: "kube-apiserver", Port: 6443}, true, 0, "network-egress"},
+		{"the host", "entity.go: host is not kube-apiserver",
+			Request{ToEntity: "host", Port: 6443}, false, 0, "network-egress"},
+		{"HTTP rules on an egress name", "Cilium L7: a request no rules.http allows gets 403",
+			Request{ToFQDN: "hooks.example.com", Port: 80, HTTP: &HTTPRequest{Method: "GET", Path: "/hook"}}, false, 403, "l7"},
+		{"the allowed request", "Cilium L7: rules.http method POST path /hook",
+			Request{ToFQDN: "hooks.example.com", Port: 80, HTTP: &HTTPRequest{Method: "POST", Path: "/hook"}}, true, 200, "network-egress"},
+	}
+	for _, c := range cases {
+		c.req.From = pay
+		v, err := e.Check(c.req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Allowed != c.allowed || v.Status != c.status || v.DecidedBy.Layer != c.layer {
+			t.Errorf("%s (%s): allowed=%v status=%d layer=%s (%s)", c.name, c.cite, v.Allowed, v.Status, v.DecidedBy.Layer, v.DecidedBy.Reason)
+		}
+	}
+}

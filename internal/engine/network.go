@@ -13,13 +13,22 @@ import (
 // ingress at the server, then the HTTP rules Cilium's proxy enforces on it.
 // It reports false when the connection or request is denied.
 func (e *Engine) checkNetwork(req Request, ar authz.Request, port uint16, transport string, mtlsOn bool, v *Verdict) bool {
+	if len(e.net.Policies) == 0 && e.net.Settings.EnforcementMode == "default" {
+		return true // no network policy: Cilium allows everything
+	}
 	src := netpol.World(ar.SourceIP, "")
-	if req.From != nil {
+	switch {
+	case req.From != nil:
 		src = e.net.PeerOf(req.From)
+	case req.FromEntity != "":
+		src = netpol.Reserved(req.FromEntity, ar.SourceIP)
 	}
 	dst := netpol.World(ar.DestIP, req.ToFQDN)
-	if req.To != nil {
+	switch {
+	case req.To != nil:
 		dst = e.net.PeerOf(req.To)
+	case req.ToEntity != "":
+		dst = netpol.Reserved(req.ToEntity, ar.DestIP)
 	}
 	type l7 struct {
 		layer   string

@@ -36,6 +36,12 @@ func World(ip netip.Addr, fqdn string) *Peer {
 	return &Peer{Entity: EntityWorld, Labels: reservedLabels(EntityWorld), IP: ip, FQDN: strings.ToLower(strings.TrimSuffix(fqdn, "."))}
 }
 
+// Reserved is one of Cilium's reserved identities as a peer: host,
+// remote-node, kube-apiserver, health, ingress, init, unmanaged or world.
+func Reserved(entity string, ip netip.Addr) *Peer {
+	return &Peer{Entity: entity, Labels: reservedLabels(entity), IP: ip}
+}
+
 func (p *Peer) String() string {
 	switch {
 	case p.Workload != nil:
