@@ -155,14 +155,13 @@ type Verdict struct {
 	// L7 is set when HTTP rules apply to the connection (see HTTPEntries).
 	L7 bool
 
-	why     reason
-	dir     Direction
-	port    uint16
-	proto   string
-	by      string // what put the endpoint in default deny
-	unseen  *Entry // a toFQDNs entry the DNS proxy would never feed
-	fqdn    string
-	auditOn bool
+	why    reason
+	dir    Direction
+	port   uint16
+	proto  string
+	by     string // what put the endpoint in default deny
+	unseen *Entry // a toFQDNs entry the DNS proxy would never feed
+	fqdn   string
 }
 
 type reason uint8

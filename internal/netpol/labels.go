@@ -60,16 +60,6 @@ func (ls Labels) String() string {
 	return strings.Join(parts, ", ")
 }
 
-// lookup returns the values of key from a source ("any" for every source).
-func (ls Labels) lookup(source, key string) (string, bool) {
-	for _, l := range ls {
-		if l.key == key && (source == sourceAny || l.source == source) {
-			return l.value, true
-		}
-	}
-	return "", false
-}
-
 // workloadLabels is the identity of a pod as Cilium derives it: its pod
 // labels, its namespace, service account and cluster, and its namespace's
 // labels, all from source k8s.
