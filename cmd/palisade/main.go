@@ -32,7 +32,8 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newValidateCmd(), newCheckCmd(), newVersionCmd())
+	root.AddCommand(newValidateCmd(), newCheckCmd(), newServerCmd(), newAgentCmd(), newEntryCmd(),
+		newBundleCmd(), newHealthcheckCmd(), newVersionCmd())
 	err := root.Execute()
 	if err == nil {
 		return
