@@ -171,7 +171,8 @@ func (a *Agent) bootstrap(ctx context.Context) error {
 	}
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg}}
 	var resp nodeapi.SVIDResponse
-	if err := postJSON(ctx, client, a.url(nodeapi.PathAttest), nodeapi.AttestRequest{JoinToken: a.cfg.JoinToken, CSR: csr}, &resp); err != nil {
+	attest := nodeapi.AttestRequest{Attestor: nodeapi.AttestorJoinToken, Payload: []byte(a.cfg.JoinToken), CSR: csr}
+	if err := postJSON(ctx, client, a.url(nodeapi.PathAttest), attest, &resp); err != nil {
 		return fmt.Errorf("attestation: %w", err)
 	}
 	svid, bundle, err = a.parseSVID(resp, key)

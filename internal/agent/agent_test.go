@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -34,18 +35,18 @@ var td = spiffeid.RequireTrustDomainFromString("example.org")
 // rig is a server and an agent running in this process, on loopback and a
 // unix socket, as `palisade server` and `palisade agent` run them.
 type rig struct {
-	server  *server.Server
-	agent   *agent.Agent
-	agentID spiffeid.ID
-	socket  string
-	cancel  context.CancelFunc
+	server     *server.Server
+	agent      *agent.Agent
+	agentID    spiffeid.ID
+	socket     string
+	stopServer func() // stops only the server, leaving the agent running
 }
 
 type rigConfig struct {
 	caTTL, svidTTL time.Duration
 }
 
-func startRig(t *testing.T, rc rigConfig) *rig {
+func startRig(t testing.TB, rc rigConfig) *rig {
 	t.Helper()
 	dir := t.TempDir()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -53,7 +54,8 @@ func startRig(t *testing.T, rc rigConfig) *rig {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, server.Config{
+	serverCtx, serverCancel := context.WithCancel(ctx)
+	srv, err := server.New(serverCtx, server.Config{
 		TrustDomain: td, StateDir: filepath.Join(dir, "server"), BindAddr: "127.0.0.1:0",
 		CATTL: rc.caTTL, SVIDTTL: rc.svidTTL, RotationInterval: 200 * time.Millisecond, Logger: logger,
 	})
@@ -62,7 +64,7 @@ func startRig(t *testing.T, rc rigConfig) *rig {
 		t.Fatal(err)
 	}
 	serverDone := make(chan error, 1)
-	go func() { serverDone <- srv.Run(ctx) }()
+	go func() { serverDone <- srv.Run(serverCtx) }()
 	<-srv.Ready()
 
 	// The first contact is verified against the server's bundle, as an
@@ -100,18 +102,20 @@ func startRig(t *testing.T, rc rigConfig) *rig {
 		t.Fatal("agent did not become ready")
 	}
 	agentID, _ := identity.AgentID(td, token.Token)
-	r := &rig{server: srv, agent: ag, agentID: agentID, socket: socket, cancel: cancel}
+	var stopOnce sync.Once
+	stop := func() { stopOnce.Do(func() { serverCancel(); <-serverDone }) }
+	r := &rig{server: srv, agent: ag, agentID: agentID, socket: socket, stopServer: stop}
 	t.Cleanup(func() {
 		cancel()
 		<-agentDone
-		<-serverDone
+		stop()
 	})
 	return r
 }
 
 // register creates an entry for this test process (its uid), as
 // `palisade entry create` would.
-func (r *rig) register(t *testing.T, path string, extra ...identity.Selector) spiffeid.ID {
+func (r *rig) register(t testing.TB, path string, extra ...identity.Selector) spiffeid.ID {
 	t.Helper()
 	id := spiffeid.RequireFromPath(td, path)
 	sel := append(identity.Selectors{{Type: "unix", Value: "uid:" + strconv.Itoa(os.Getuid())}}, extra...)
@@ -161,6 +165,32 @@ func TestGoSpiffeSources(t *testing.T) {
 }
 
 var errNotYet = errors.New("not yet")
+
+// TestServesFromCacheWhileServerDown stops the server: the agent keeps
+// serving the SVID it has.
+func TestServesFromCacheWhileServerDown(t *testing.T) {
+	r := startRig(t, rigConfig{})
+	id := r.register(t, "/ns/default/sa/web")
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	client, err := workloadapi.New(ctx, workloadapi.WithAddr(r.addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	waitFor(t, 10*time.Second, func() error {
+		_, err := client.FetchX509SVID(ctx)
+		return err
+	})
+	r.stopServer()
+	svid, err := client.FetchX509SVID(ctx)
+	if err != nil || svid.ID != id {
+		t.Fatalf("with the server down: %v %v", svid, err)
+	}
+	if _, err := client.FetchX509Bundles(ctx); err != nil {
+		t.Errorf("bundle with the server down: %v", err)
+	}
+}
 
 // waitFor polls f until it succeeds or the deadline passes.
 func waitFor(t *testing.T, d time.Duration, f func() error) {

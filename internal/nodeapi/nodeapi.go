@@ -27,12 +27,16 @@ const (
 	PathHealth     = "/v1/health"
 )
 
-// AttestRequest proves a node with a one-time join token and asks for the
-// agent's first SVID.
+// AttestRequest proves a node with the named node attestor's payload and
+// asks for the agent's first SVID.
 type AttestRequest struct {
-	JoinToken string `json:"joinToken"`
-	CSR       []byte `json:"csr"`
+	Attestor string `json:"attestor"` // "join_token"
+	Payload  []byte `json:"payload"`  // for join_token: the token
+	CSR      []byte `json:"csr"`
 }
+
+// AttestorJoinToken is the name of join-token node attestation.
+const AttestorJoinToken = "join_token"
 
 // SVIDResponse carries a signed X.509-SVID chain (leaf first) and the
 // trust bundle in the SPIFFE bundle format.

@@ -80,21 +80,58 @@ func (s *Server) withAgent(h func(http.ResponseWriter, *http.Request, *identity.
 	}
 }
 
-// handleAttest trades a join token and a CSR for the agent's first SVID.
-// The CSR is signed before the token is consumed, so a bad CSR leaves the
-// token usable and changes nothing.
+// NodeAttestor proves a node's identity from what its agent sends. Join
+// tokens are the first; Kubernetes service account tokens can follow.
+type NodeAttestor interface {
+	// AgentID names the agent the payload claims to be, without checking
+	// or consuming anything.
+	AgentID(payload []byte) (spiffeid.ID, error)
+	// Attest checks the payload, consuming it if it is single-use, and
+	// returns the node's selectors. It runs only after the agent's CSR was
+	// accepted, so a bad request changes nothing.
+	Attest(ctx context.Context, payload []byte) (identity.Selectors, error)
+}
+
+// joinTokenAttestor attests nodes with one-time join tokens.
+type joinTokenAttestor struct{ s *Server }
+
+func (a joinTokenAttestor) AgentID(payload []byte) (spiffeid.ID, error) {
+	if len(payload) == 0 {
+		return spiffeid.ID{}, errors.New("the join token is empty")
+	}
+	id, err := identity.AgentID(a.s.cfg.TrustDomain, string(payload))
+	if err != nil {
+		return spiffeid.ID{}, errors.New("the join token is malformed")
+	}
+	return id, nil
+}
+
+func (a joinTokenAttestor) Attest(ctx context.Context, payload []byte) (identity.Selectors, error) {
+	if err := a.s.store.ConsumeJoinToken(ctx, string(payload), a.s.cfg.Clock()); err != nil {
+		if errors.Is(err, datastore.ErrExpired) {
+			return nil, errors.New("join token has expired")
+		}
+		return nil, errors.New("join token does not exist or has already been used")
+	}
+	return identity.Selectors{{Type: "join_token", Value: string(payload)}}, nil
+}
+
+// handleAttest trades a node attestor's proof and a CSR for the agent's
+// first SVID. The CSR is signed before the proof is checked and consumed,
+// so a bad CSR leaves a join token usable and changes nothing.
 func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request) {
 	var req nodeapi.AttestRequest
 	if !readJSON(w, r, &req) {
 		return
 	}
-	if req.JoinToken == "" {
-		writeError(w, http.StatusBadRequest, "joinToken is required")
+	attestor, ok := s.attestors[req.Attestor]
+	if !ok {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown node attestor %q", req.Attestor))
 		return
 	}
-	agentID, err := identity.AgentID(s.cfg.TrustDomain, req.JoinToken)
+	agentID, err := attestor.AgentID(req.Payload)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "join token is malformed")
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	chain, err := s.ca.SignX509SVID(r.Context(), req.CSR, agentID, s.cfg.SVIDTTL, nil)
@@ -102,25 +139,21 @@ func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "CSR refused: "+err.Error())
 		return
 	}
-	now := s.cfg.Clock()
-	if err := s.store.ConsumeJoinToken(r.Context(), req.JoinToken, now); err != nil {
-		msg := "join token does not exist or has already been used"
-		if errors.Is(err, datastore.ErrExpired) {
-			msg = "join token has expired"
-		}
-		s.log.Info("attestation refused", "reason", msg, "remote", r.RemoteAddr)
-		writeError(w, http.StatusForbidden, msg)
+	selectors, err := attestor.Attest(r.Context(), req.Payload)
+	if err != nil {
+		s.log.Info("attestation refused", "attestor", req.Attestor, "reason", err.Error(), "remote", r.RemoteAddr)
+		writeError(w, http.StatusForbidden, err.Error())
 		return
 	}
 	agent := &identity.Agent{
-		ID: agentID, Selectors: identity.Selectors{{Type: "join_token", Value: req.JoinToken}},
-		AttestedAt: now, SerialNumber: chain[0].SerialNumber.String(), ExpiresAt: chain[0].NotAfter,
+		ID: agentID, Selectors: selectors, AttestedAt: s.cfg.Clock(),
+		SerialNumber: chain[0].SerialNumber.String(), ExpiresAt: chain[0].NotAfter,
 	}
 	if err := s.store.UpsertAgent(r.Context(), agent); err != nil {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	s.log.Info("agent attested", "agent", agentID.String())
+	s.log.Info("agent attested", "agent", agentID.String(), "attestor", req.Attestor)
 	s.writeSVID(w, agentID, chain)
 }
 

@@ -27,6 +27,7 @@ import (
 	"github.com/palisade-security/palisade/internal/ca"
 	"github.com/palisade-security/palisade/internal/datastore"
 	"github.com/palisade-security/palisade/internal/identity"
+	"github.com/palisade-security/palisade/internal/nodeapi"
 )
 
 // Config configures a server. Only TrustDomain and StateDir are needed;
@@ -65,6 +66,7 @@ type Server struct {
 
 	ready     chan struct{}
 	agentAddr net.Addr
+	attestors map[string]NodeAttestor
 }
 
 // New opens the state directory (creating it), the datastore and the CA.
@@ -118,6 +120,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, store: store, ca: authority, revision: rev, changed: make(chan struct{}), ready: make(chan struct{})}
+	s.attestors = map[string]NodeAttestor{nodeapi.AttestorJoinToken: joinTokenAttestor{s}}
 	if err := s.renewServerSVID(ctx); err != nil {
 		store.Close()
 		return nil, err

@@ -109,19 +109,22 @@ func TestBadInputChangesNothing(t *testing.T) {
 		msg    string
 	}{
 		{"malformed CSR", func() (int, string) {
-			return agentAPI(t, s, nodeapi.PathAttest, nodeapi.AttestRequest{JoinToken: "good", CSR: []byte("not a CSR")})
+			return agentAPI(t, s, nodeapi.PathAttest, nodeapi.AttestRequest{Attestor: "join_token", Payload: []byte("good"), CSR: []byte("not a CSR")})
 		}, 400, "CSR refused"},
 		{"unknown join token", func() (int, string) {
-			return agentAPI(t, s, nodeapi.PathAttest, nodeapi.AttestRequest{JoinToken: "nope", CSR: csr(t)})
+			return agentAPI(t, s, nodeapi.PathAttest, nodeapi.AttestRequest{Attestor: "join_token", Payload: []byte("nope"), CSR: csr(t)})
 		}, 403, "does not exist or has already been used"},
 		{"expired join token", func() (int, string) {
-			return agentAPI(t, s, nodeapi.PathAttest, nodeapi.AttestRequest{JoinToken: "old", CSR: csr(t)})
+			return agentAPI(t, s, nodeapi.PathAttest, nodeapi.AttestRequest{Attestor: "join_token", Payload: []byte("old"), CSR: csr(t)})
 		}, 403, "expired"},
+		{"unknown attestor", func() (int, string) {
+			return agentAPI(t, s, nodeapi.PathAttest, nodeapi.AttestRequest{Attestor: "k8s_psat", Payload: []byte("x"), CSR: csr(t)})
+		}, 400, "unknown node attestor"},
 		{"no agent SVID", func() (int, string) {
 			return agentAPI(t, s, nodeapi.PathSign, nodeapi.SignRequest{})
 		}, 401, "an agent SVID is required"},
 		{"unknown field", func() (int, string) {
-			return agentAPI(t, s, nodeapi.PathAttest, map[string]any{"joinToken": "good", "csr": csr(t), "extra": 1})
+			return agentAPI(t, s, nodeapi.PathAttest, map[string]any{"attestor": "join_token", "payload": []byte("good"), "csr": csr(t), "extra": 1})
 		}, 400, "unknown field"},
 		{"entry in another trust domain", func() (int, string) {
 			return admin(t, s, http.MethodPost, nodeapi.PathEntries, nodeapi.Entry{SPIFFEID: "spiffe://other.org/web", ParentID: "spiffe://example.org/spire/agent/x", Selectors: []string{"unix:uid:1"}})
@@ -149,10 +152,10 @@ func TestBadInputChangesNothing(t *testing.T) {
 		t.Errorf("bad input attested %d agents", len(agents))
 	}
 	// The good token survived the malformed CSR, and works once.
-	if status, body := agentAPI(t, s, nodeapi.PathAttest, nodeapi.AttestRequest{JoinToken: "good", CSR: csr(t)}); status != 200 {
+	if status, body := agentAPI(t, s, nodeapi.PathAttest, nodeapi.AttestRequest{Attestor: "join_token", Payload: []byte("good"), CSR: csr(t)}); status != 200 {
 		t.Fatalf("attest: %d %s", status, body)
 	}
-	if status, _ := agentAPI(t, s, nodeapi.PathAttest, nodeapi.AttestRequest{JoinToken: "good", CSR: csr(t)}); status != 403 {
+	if status, _ := agentAPI(t, s, nodeapi.PathAttest, nodeapi.AttestRequest{Attestor: "join_token", Payload: []byte("good"), CSR: csr(t)}); status != 403 {
 		t.Errorf("a join token must work once; second use got %d", status)
 	}
 }
@@ -225,5 +228,32 @@ func TestRestartKeepsState(t *testing.T) {
 	}
 	if fi, err := os.Stat(filepath.Join(dir, "admin.sock")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("admin socket mode: %v %v", fi, err)
+	}
+}
+
+func TestHealthEndpoints(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := New(ctx, Config{TrustDomain: td, StateDir: t.TempDir(), BindAddr: "127.0.0.1:0", HealthAddr: addr, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	<-s.Ready()
+	for _, path := range []string{"/live", "/ready"} {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil || resp.StatusCode != 200 {
+			t.Errorf("%s: %v %v", path, resp, err)
+			continue
+		}
+		resp.Body.Close()
 	}
 }
