@@ -1,0 +1,53 @@
+package engine
+
+import (
+	"net/netip"
+	"path/filepath"
+	"testing"
+
+	"github.com/palisade-security/palisade/internal/authz"
+)
+
+// TestInboundAgreesWithCheck decides the same requests through the proxy's
+// fast path and through Check: one implementation, two views of it.
+func TestInboundAgreesWithCheck(t *testing.T) {
+	snap, _ := load(t, filepath.Join(refDir, "inventory.yaml"), filepath.Join(refDir, "manifests", "security"))
+	e := New(snap, Options{Keys: keys{}})
+	front, _ := snap.Inventory.Workload("production/frontend")
+	back, _ := snap.Inventory.Workload("production/backend-api")
+	pg, _ := snap.Inventory.Workload("production/postgres")
+	in := e.Inbound(back)
+	peer := e.Identity(front)
+	conn := &Conn{Port: 8080, Peer: peer, SourceIP: netip.MustParseAddr("10.0.1.10"), Source: front}
+	cases := []struct {
+		method, path string
+		headers      authz.Headers
+		status       int
+	}{
+		{"GET", "/api/v1/users", authz.Headers{{Name: "authorization", Value: "Bearer x"}}, 0},
+		{"GET", "/api/v1/users", nil, 403},
+		{"GET", "/api/v1/%2e%2e/admin", authz.Headers{{Name: "authorization", Value: "Bearer x"}}, 403},
+		{"get", "/api/v1/users", nil, 400},
+		{"GET", "/a%00b", nil, 400},
+	}
+	for _, c := range cases {
+		d := in.Request(conn, c.method, c.path, "backend-api", c.headers)
+		var hs []authz.Header
+		for _, h := range c.headers {
+			hs = append(hs, h)
+		}
+		v, err := e.Check(Request{From: front, To: back, HTTP: &HTTPRequest{Method: c.method, Path: c.path, Host: "backend-api", Headers: hs}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Allowed != (c.status == 0) || d.Status != c.status || v.Allowed != d.Allowed || (!d.Allowed && v.Status != d.Status) {
+			t.Errorf("%s %s: inbound allowed=%v status=%d (%s); check allowed=%v status=%d", c.method, c.path, d.Allowed, d.Status, d.Reason, v.Allowed, v.Status)
+		}
+	}
+	if d := e.Inbound(pg).Connection(&Conn{Port: 5432, Peer: e.Identity(back)}); d.Allowed {
+		t.Errorf("postgres over TCP: %+v", d)
+	}
+	if !e.Inbound(pg).OpaqueTCP(5432) {
+		t.Error("tcp-postgres is an opaque port")
+	}
+}
