@@ -116,11 +116,26 @@ func LoadInput(in Input) (*Snapshot, []*Error) {
 
 // Parse is Load for one in-memory input named name.
 func Parse(name string, data []byte) (*Snapshot, []*Error) {
+	return ParseFiles([]File{{Name: name, Data: data}})
+}
+
+// File is an in-memory input: the documents of one file.
+type File struct {
+	Name string
+	Data []byte
+}
+
+// ParseFiles is Load for in-memory files, such as those a proxy receives
+// from the control plane. A file named like a Cilium values file's
+// documents are recognised as in Load.
+func ParseFiles(files []File) (*Snapshot, []*Error) {
 	l := newLoader()
-	docs, errs := splitDocuments(name, data)
-	l.errs = append(l.errs, errs...)
-	for _, d := range docs {
-		l.add(d)
+	for _, f := range files {
+		docs, errs := splitDocuments(f.Name, f.Data)
+		l.errs = append(l.errs, errs...)
+		for _, d := range docs {
+			l.add(d)
+		}
 	}
 	return l.finish()
 }
