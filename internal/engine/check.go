@@ -329,31 +329,41 @@ func (e *Engine) clientTLS(req Request, mode mtls.Mode, svc *config.Service, sp 
 		return false, "the client is outside the mesh"
 	case req.Plaintext:
 		return false, "--plaintext: the client has no sidecar"
-	case mode == mtls.Disable:
-		return false, "auto mTLS follows the server's DISABLE mode"
+	}
+	on, why, traffic := e.sidecarMTLS(req.From, mode, svc, sp)
+	v.Traffic = traffic
+	return on, why
+}
+
+// sidecarMTLS decides whether the sidecar of an in-mesh client speaks Istio
+// mTLS to a server port: auto mTLS follows the server's DISABLE mode, and a
+// DestinationRule's tls.mode other than ISTIO_MUTUAL takes the Istio
+// identity away. It returns the DestinationRule that applied, if any.
+func (e *Engine) sidecarMTLS(from *config.Workload, mode mtls.Mode, svc *config.Service, sp *config.ServicePort) (bool, string, *Traffic) {
+	if mode == mtls.Disable {
+		return false, "auto mTLS follows the server's DISABLE mode", nil
 	}
 	if svc == nil {
-		return true, ""
+		return true, "", nil
 	}
 	host := fmt.Sprintf("%s.%s.svc.%s", svc.Name, svc.Namespace, trafficpolicy.ClusterDomain)
-	r := trafficpolicy.Resolve(e.drs, trafficpolicy.Client{Namespace: req.From.Namespace, Labels: req.From.Labels}, host, uint32(sp.Port), e.root)
+	r := trafficpolicy.Resolve(e.drs, trafficpolicy.Client{Namespace: from.Namespace, Labels: from.Labels}, host, uint32(sp.Port), e.root)
 	t := &Traffic{Host: host, TLSMode: "auto (ISTIO_MUTUAL)"}
-	v.Traffic = t
 	tlsMode, set := r.TLSMode()
 	if r.Rule != nil {
 		t.Rule = r.Rule.Key()
 	}
 	if !set {
-		return true, ""
+		return true, "", t
 	}
 	t.TLSMode = tlsMode.String()
 	switch tlsMode {
 	case networkingv1alpha3.ClientTLSSettings_ISTIO_MUTUAL:
-		return true, ""
+		return true, "", t
 	case networkingv1alpha3.ClientTLSSettings_DISABLE:
-		return false, fmt.Sprintf("DestinationRule %s sets tls.mode DISABLE", r.Rule.Key())
+		return false, fmt.Sprintf("DestinationRule %s sets tls.mode DISABLE", r.Rule.Key()), t
 	}
-	return false, fmt.Sprintf("DestinationRule %s sets tls.mode %s: TLS with its own certificates, not an Istio identity", r.Rule.Key(), tlsMode)
+	return false, fmt.Sprintf("DestinationRule %s sets tls.mode %s: TLS with its own certificates, not an Istio identity", r.Rule.Key(), tlsMode), t
 }
 
 // prepareHTTP applies the sidecar's HTTP checks and normalization, filling
@@ -418,12 +428,18 @@ func (e *Engine) httpHost(req Request) string {
 	case req.ToFQDN != "":
 		return req.ToFQDN
 	case req.To != nil:
-		if svcs := e.Snapshot.Inventory.ServicesFor(req.To); len(svcs) > 0 {
-			return fmt.Sprintf("%s.%s.svc.%s", svcs[0].Name, svcs[0].Namespace, trafficpolicy.ClusterDomain)
-		}
-		return req.To.Name
+		return e.DefaultHost(req.To)
 	}
 	return req.ToIP.String()
+}
+
+// DefaultHost is the Host a client calling w by name sends: its first
+// Service's name, or the workload's own name.
+func (e *Engine) DefaultHost(w *config.Workload) string {
+	if svcs := e.Snapshot.Inventory.ServicesFor(w); len(svcs) > 0 {
+		return fmt.Sprintf("%s.%s.svc.%s", svcs[0].Name, svcs[0].Namespace, trafficpolicy.ClusterDomain)
+	}
+	return w.Name
 }
 
 // servicePort finds the Service port that targets the workload port.

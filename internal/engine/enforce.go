@@ -119,7 +119,7 @@ func (in *Inbound) Request(c *Conn, method, rawPath, host string, headers authz.
 // ciliumHTTP applies the HTTP rules of Cilium policy at this workload's
 // ingress for the connection's source. It reports false with the denial.
 func (in *Inbound) ciliumHTTP(c *Conn, method, rawPath, host string, headers authz.Headers) (Decision, bool) {
-	if len(in.e.net.Policies) == 0 {
+	if in.net == nil || len(in.e.net.Policies) == 0 {
 		return Decision{}, true
 	}
 	src := netpol.World(c.SourceIP, "")

@@ -74,6 +74,9 @@ type Engine struct {
 	providers        map[string]authz.ProviderKind
 	pathMode         httpnorm.Mode
 	net              *netpol.Set
+	// drSelectsClients is set when a DestinationRule has a workloadSelector:
+	// the client's labels then matter, not only its namespace.
+	drSelectsClients bool
 
 	mu        sync.Mutex
 	workloads map[*config.Workload]*Workload
@@ -133,6 +136,7 @@ func New(snap *config.Snapshot, opts Options) *Engine {
 	for _, r := range snap.DestinationRules {
 		if e.admit(r.Source, r.String(), validation.DestinationRule(&r.Meta, r.Spec)) {
 			e.drs = append(e.drs, r)
+			e.drSelectsClients = e.drSelectsClients || len(r.Spec.GetWorkloadSelector().GetMatchLabels()) > 0
 		}
 	}
 	values := snap.Cilium.Values

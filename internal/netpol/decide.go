@@ -222,8 +222,9 @@ type peerEntries struct {
 // entriesFor returns the entries whose L3 side selects peer. For pods the
 // result is computed once per (endpoint, direction, pod); peers outside the
 // cluster are matched afresh, since their addresses and names vary.
-func (s *Set) entriesFor(d *direction, peer *Peer) *peerEntries {
-	if peer.Workload != nil {
+func (s *Set) entriesFor(d *direction, peer *Peer, cache bool) *peerEntries {
+	cache = cache && peer.Workload != nil
+	if cache {
 		s.mu.Lock()
 		pe, ok := d.cache[peer.Workload]
 		s.mu.Unlock()
@@ -244,7 +245,7 @@ func (s *Set) entriesFor(d *direction, peer *Peer) *peerEntries {
 			}
 		}
 	}
-	if peer.Workload != nil {
+	if cache {
 		s.mu.Lock()
 		if d.cache == nil {
 			d.cache = map[*config.Workload]*peerEntries{}
@@ -261,6 +262,16 @@ func (s *Set) entriesFor(d *direction, peer *Peer) *peerEntries {
 // denies; in default deny, some allow entry must match. For a pod peer
 // already seen it does not allocate.
 func (s *Set) Decide(ep *Endpoint, dir Direction, peer *Peer, port uint16, proto string) Verdict {
+	return s.decide(ep, dir, peer, port, proto, true)
+}
+
+// DecideOnce is Decide without remembering the peer's entries: for
+// analyses that ask about each pair once, where the cache would only grow.
+func (s *Set) DecideOnce(ep *Endpoint, dir Direction, peer *Peer, port uint16, proto string) Verdict {
+	return s.decide(ep, dir, peer, port, proto, false)
+}
+
+func (s *Set) decide(ep *Endpoint, dir Direction, peer *Peer, port uint16, proto string, cache bool) Verdict {
 	v := Verdict{dir: dir, port: port, proto: proto}
 	if s.Settings.EnforcementMode == "never" {
 		v.Allowed, v.why = true, whyNever
@@ -272,7 +283,15 @@ func (s *Set) Decide(ep *Endpoint, dir Direction, peer *Peer, port uint16, proto
 	if dir == Egress {
 		receiver = peer.Workload
 	}
-	pe := s.entriesFor(d, peer)
+	if len(d.allow) == 0 && len(d.deny) == 0 {
+		if d.enforced {
+			v.why, v.by = whyDefaultDeny, s.enforcedBy(d)
+			return s.drop(v)
+		}
+		v.Allowed, v.why = true, whyNotEnforced
+		return v
+	}
+	pe := s.entriesFor(d, peer, cache)
 	for _, e := range pe.deny {
 		if e.portMatches(port, proto, receiver) {
 			v.Entry, v.why = e, whyDenied
@@ -321,7 +340,7 @@ func (s *Set) HTTPEntries(ep *Endpoint, dir Direction, peer *Peer, port uint16, 
 	if dir == Egress {
 		receiver = peer.Workload
 	}
-	pe := s.entriesFor(d, peer)
+	pe := s.entriesFor(d, peer, true)
 	var out []*Entry
 	for _, e := range pe.allow {
 		if e.http != nil && e.portMatches(port, proto, receiver) {
