@@ -41,7 +41,7 @@ func checkAgainstPairs(t *testing.T, e *engine.Engine, m *Matrix, http *engine.P
 func TestReachMatchesDirectDecisions(t *testing.T) {
 	snap, _ := config.Load([]string{"../../examples/reference-system"}, nil)
 	e := engine.New(snap, engine.Options{})
-	for _, http := range []*engine.PairHTTP{nil, {Method: "GET", Path: "/api/v1/users", Headers: authz.Headers{{Name: "authorization", Value: "Bearer x"}}}} {
+	for _, http := range []*engine.PairHTTP{{Any: true}, {Method: "GET", Path: "/api/v1/users", Headers: authz.Headers{{Name: "authorization", Value: "Bearer x"}}}} {
 		m := Reach(e, ReachOptions{HTTP: http})
 		if n := checkAgainstPairs(t, e, m, http); n < 100 {
 			t.Errorf("only %d cells", n)
@@ -61,7 +61,7 @@ func TestReachClassesAreExact(t *testing.T) {
 		if len(m.Classes) >= len(m.Workloads) {
 			t.Logf("round %d: no compression (%d classes)", round, len(m.Classes))
 		}
-		checkAgainstPairs(t, e, m, nil)
+		checkAgainstPairs(t, e, m, &engine.PairHTTP{Any: true})
 		checkAgainstPairs(t, e, Reach(e, ReachOptions{HTTP: &engine.PairHTTP{Method: "POST", Path: "/x"}}), &engine.PairHTTP{Method: "POST", Path: "/x"})
 		if t.Failed() {
 			t.Fatalf("round %d:\n%s", round, docs)
@@ -82,6 +82,18 @@ func randomMesh(rng *rand.Rand, workloads, policies int) string {
 		ns := nss[rng.IntN(len(nss))]
 		fmt.Fprintf(&b, "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: w%d, namespace: %s}\nspec:\n  template:\n    metadata: {labels: {app: app%d, tier: t%d, id: w%d}}\n    spec: {serviceAccountName: sa%d, containers: [{name: c, ports: [{name: http, containerPort: 8080}, {containerPort: 9090}]}]}\n---\n",
 			i, ns, rng.IntN(4), rng.IntN(3), i, rng.IntN(3))
+	}
+	// Services by app, some declaring a port opaque; the class folding
+	// must keep what makes a port opaque TCP.
+	for _, ns := range nss {
+		for app := 0; app < 4; app++ {
+			name := []string{"http", "tcp-main", "grpc", "redis"}[rng.IntN(4)]
+			fmt.Fprintf(&b, "apiVersion: v1\nkind: Service\nmetadata: {name: svc%d, namespace: %s}\nspec:\n  selector: {app: app%d}\n  ports: [{name: %s, port: 80, targetPort: %d}]\n---\n",
+				app, ns, app, name, []int{8080, 9090}[rng.IntN(2)])
+		}
+	}
+	if rng.IntN(3) == 0 {
+		fmt.Fprintf(&b, "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: dr, namespace: a}\nspec:\n  host: svc1.a.svc.cluster.local\n  trafficPolicy: {tls: {mode: DISABLE}}\n---\n")
 	}
 	for i := 0; i < policies; i++ {
 		ns := nss[rng.IntN(len(nss))]

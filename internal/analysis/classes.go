@@ -20,6 +20,11 @@ import (
 type Class struct {
 	Key     string
 	Members []*config.Workload
+	// net and mesh number the coarser groups the class belongs to as a
+	// client: classes with the same net are alike to the network layers
+	// (engine.Pairs.Network), with the same mesh to the sidecar's
+	// (engine.Pairs.Mesh).
+	net, mesh int
 }
 
 // labelUse records what the policies ask of one label key: which values
@@ -30,19 +35,21 @@ type labelUse struct {
 
 // classify groups workloads by what the snapshot's policies can
 // distinguish: namespace, service account, host network, addresses (when
-// a policy matches addresses), container ports and the Services selecting
-// them, and the labels selectors refer to — a label value no selector names
-// behaves like any other unnamed value, so it is folded.
-func classify(snap *config.Snapshot) ([]*Class, []int) {
-	uses := labelUses(snap)
+// a policy matches addresses), container ports and how Services declare
+// them (and which Services select them, when a policy names Services), and
+// the labels selectors refer to — a label value no selector names behaves
+// like any other unnamed value, so it is folded. selectsClients says that
+// a DestinationRule selects clients by label.
+func classify(snap *config.Snapshot, selectsClients bool) ([]*Class, []int) {
 	ipMatters, hostsMatter := addressesMatter(snap), hostsMatter(snap)
-	byKey := map[string]int{}
+	servicesMatter := hostsMatter || servicesNamed(snap)
+	uses := labelUses(snap, servicesMatter)
+	byKey, netIDs, meshIDs := map[string]int{}, map[string]int{}, map[string]int{}
 	var classes []*Class
 	classOf := make([]int, len(snap.Inventory.Workloads))
-	var b strings.Builder
+	var lb, b strings.Builder
 	for i, w := range snap.Inventory.Workloads {
-		b.Reset()
-		fmt.Fprintf(&b, "%s|%s|%v|", w.Namespace, w.ServiceAccount, w.HostNetwork)
+		lb.Reset()
 		keys := make([]string, 0, len(w.Labels))
 		for k := range w.Labels {
 			if uses[k] != nil {
@@ -55,29 +62,50 @@ func classify(snap *config.Snapshot) ([]*Class, []int) {
 			if !uses[k].values[v] {
 				v = "\x00other" // a value no selector names
 			}
-			fmt.Fprintf(&b, "%s=%s,", k, v)
+			fmt.Fprintf(&lb, "%s=%s,", k, v)
 		}
-		b.WriteByte('|')
+		labels := lb.String()
+		var ips string
+		if ipMatters {
+			ips = fmt.Sprint(w.IPs)
+		}
+		netKey := fmt.Sprintf("%s|%v|%s", w.Namespace, w.HostNetwork, labels)
+		meshKey := fmt.Sprintf("%s|%s|%s", w.Namespace, w.ServiceAccount, ips)
+		if selectsClients {
+			meshKey += "|" + labels
+		}
+
+		b.Reset()
+		fmt.Fprintf(&b, "%s|%s|%s|", netKey, w.ServiceAccount, ips)
 		for _, p := range w.Ports {
 			fmt.Fprintf(&b, "%s:%d/%s,", p.Name, p.Port, p.Protocol)
 		}
 		b.WriteByte('|')
 		svcs := snap.Inventory.ServicesFor(w)
 		for _, s := range svcs {
-			fmt.Fprintf(&b, "%s,", s.Name)
+			if servicesMatter {
+				fmt.Fprintf(&b, "%s,", s.Name)
+				continue
+			}
+			// Only how the Service declares the ports matters: it
+			// makes a port opaque TCP for the sidecar.
+			for _, sp := range s.Ports {
+				target := sp.TargetPort
+				if cp, ok := w.Port(sp.TargetName); sp.TargetName != "" && ok {
+					target = cp.Port
+				}
+				fmt.Fprintf(&b, "%d:%s:%s,", target, sp.Name, sp.AppProtocol)
+			}
 		}
 		if hostsMatter && len(svcs) == 0 {
 			fmt.Fprintf(&b, "|%s", w.Name) // requests carry the workload's name as Host
-		}
-		if ipMatters {
-			fmt.Fprintf(&b, "|%v", w.IPs)
 		}
 		key := b.String()
 		idx, ok := byKey[key]
 		if !ok {
 			idx = len(classes)
 			byKey[key] = idx
-			classes = append(classes, &Class{Key: key})
+			classes = append(classes, &Class{Key: key, net: id(netIDs, netKey), mesh: id(meshIDs, meshKey)})
 		}
 		classes[idx].Members = append(classes[idx].Members, w)
 		classOf[i] = idx
@@ -85,9 +113,19 @@ func classify(snap *config.Snapshot) ([]*Class, []int) {
 	return classes, classOf
 }
 
+// id numbers keys in order of appearance.
+func id(ids map[string]int, key string) int {
+	n, ok := ids[key]
+	if !ok {
+		n = len(ids)
+		ids[key] = n
+	}
+	return n
+}
+
 // labelUses collects the label keys and values every kind of selector in
 // the snapshot refers to.
-func labelUses(snap *config.Snapshot) map[string]*labelUse {
+func labelUses(snap *config.Snapshot, services bool) map[string]*labelUse {
 	uses := map[string]*labelUse{}
 	add := func(key, value string, named bool) {
 		if i := strings.IndexByte(key, ':'); i >= 0 {
@@ -131,8 +169,10 @@ func labelUses(snap *config.Snapshot) map[string]*labelUse {
 	for _, r := range snap.DestinationRules {
 		addMap(r.Spec.GetWorkloadSelector().GetMatchLabels())
 	}
-	for _, s := range snap.Inventory.Services {
-		addMap(s.Selector)
+	if services {
+		for _, s := range snap.Inventory.Services {
+			addMap(s.Selector)
+		}
 	}
 	for _, r := range snap.NetworkPolicies {
 		addSelector(&r.Spec.PodSelector)
@@ -184,6 +224,32 @@ func ciliumEgressPeers(r *cilium.EgressCommonRule, add func(*metav1.LabelSelecto
 	for i := range r.ToRequires {
 		add(&r.ToRequires[i])
 	}
+}
+
+// servicesNamed reports whether some policy names Services: then which
+// Services select a workload tells workloads apart, not only how they
+// declare its ports. DestinationRules name them by host, Cilium by
+// toServices.
+func servicesNamed(snap *config.Snapshot) bool {
+	if len(snap.DestinationRules) > 0 {
+		return true
+	}
+	for _, r := range append(append([]*config.Resource[*config.CiliumPolicy]{}, snap.CiliumNetworkPolicies...), snap.CiliumClusterwideNetworkPolicies...) {
+		rules, _ := r.Spec.Rules()
+		for _, rule := range rules {
+			for _, out := range rule.Egress {
+				if len(out.ToServices) > 0 {
+					return true
+				}
+			}
+			for _, out := range rule.EgressDeny {
+				if len(out.ToServices) > 0 {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // hostsMatter reports whether some rule reads the Host a request carries,

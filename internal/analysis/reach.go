@@ -15,6 +15,9 @@ var layers = []string{"", engine.LayerNetworkEgress, engine.LayerNetworkIngress,
 	engine.LayerMTLS, engine.LayerHTTP, engine.LayerAuthn, engine.LayerAuthz}
 
 func layerIndex(l string) uint8 {
+	if l == "" {
+		return 0
+	}
 	for i, x := range layers {
 		if x == l {
 			return uint8(i)
@@ -25,7 +28,8 @@ func layerIndex(l string) uint8 {
 
 // ReachOptions choose what the matrix asks.
 type ReachOptions struct {
-	// HTTP makes every cell an HTTP request instead of a TCP connection.
+	// HTTP is the request every cell asks about. nil asks whether any
+	// request could pass, the client choosing it (engine.PairHTTP.Any).
 	HTTP *engine.PairHTTP
 	// Port restricts destinations to one port; 0 means every TCP port a
 	// destination declares.
@@ -52,7 +56,11 @@ type Matrix struct {
 // decided once per class; the rest is exact.
 func Reach(e *engine.Engine, opts ReachOptions) *Matrix {
 	snap := e.Snapshot
-	classes, classOf := classify(snap)
+	classes, classOf := classify(snap, e.SelectsClients())
+	nNet, nMesh := 0, 0
+	for _, c := range classes {
+		nNet, nMesh = max(nNet, c.net+1), max(nMesh, c.mesh+1)
+	}
 	m := &Matrix{Workloads: snap.Inventory.Workloads, Classes: classes, classOf: classOf,
 		index: map[*config.Workload]int{}, ports: make([][]uint16, len(classes)), cells: make([][][]uint8, len(classes))}
 	for i, w := range m.Workloads {
@@ -69,7 +77,9 @@ func Reach(e *engine.Engine, opts ReachOptions) *Matrix {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	pairs := e.Pairs()
+	if opts.HTTP == nil {
+		opts.HTTP = &engine.PairHTTP{Any: true}
+	}
 	var next, done atomic.Int64
 	var wg sync.WaitGroup
 	var progressMu sync.Mutex
@@ -77,6 +87,11 @@ func Reach(e *engine.Engine, opts ReachOptions) *Matrix {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			pairs := e.Pairs()
+			// The network and the sidecar layers are decided once per
+			// client group (see Class), and combined per class.
+			const unknown = 0xff
+			netRes, meshRes := make([]uint8, nNet), make([]uint8, nMesh)
 			for {
 				d := int(next.Add(1) - 1)
 				if d >= len(classes) {
@@ -85,6 +100,12 @@ func Reach(e *engine.Engine, opts ReachOptions) *Matrix {
 				dst := classes[d].Members[0]
 				rows := make([][]uint8, len(m.ports[d]))
 				for pi, port := range m.ports[d] {
+					for i := range netRes {
+						netRes[i] = unknown
+					}
+					for i := range meshRes {
+						meshRes[i] = unknown
+					}
 					row := make([]uint8, len(classes))
 					for s, sc := range classes {
 						src := sc.Members[0]
@@ -94,10 +115,21 @@ func Reach(e *engine.Engine, opts ReachOptions) *Matrix {
 						if s == d {
 							src = sc.Members[1] // another member of the same class
 						}
-						ok, layer := pairs.Decide(src, dst, port, opts.HTTP)
-						if !ok {
-							row[s] = layerIndex(layer)
+						r := netRes[sc.net]
+						if r == unknown {
+							_, layer := pairs.Network(src, dst, port, opts.HTTP)
+							r = layerIndex(layer)
+							netRes[sc.net] = r
 						}
+						if r == 0 {
+							r = meshRes[sc.mesh]
+							if r == unknown {
+								_, layer := pairs.Mesh(src, dst, port, opts.HTTP)
+								r = layerIndex(layer)
+								meshRes[sc.mesh] = r
+							}
+						}
+						row[s] = r
 					}
 					rows[pi] = row
 				}
@@ -199,4 +231,13 @@ func (m *Matrix) Stats() (pairs, allowed int) {
 		}
 	}
 	return pairs, allowed
+}
+
+// Ports lists the ports the matrix asks about for a destination.
+func (m *Matrix) Ports(to *config.Workload) []uint16 {
+	i, ok := m.index[to]
+	if !ok {
+		return nil
+	}
+	return m.ports[m.classOf[i]]
 }

@@ -334,3 +334,69 @@ func anyClaimValue(vs []value, claim any) bool {
 	}
 	return false
 }
+
+// MayAllow reports whether some HTTP request on a connection with r's
+// connection attributes (peer identity, addresses, port) could be allowed.
+// It answers the lateral-movement question — whoever controls a workload
+// chooses its requests but not its identity — so request-level conditions
+// (paths, methods, headers, hosts, JWT principals and claims) are assumed
+// satisfiable in ALLOW rules, and a DENY or failing CUSTOM rule counts only
+// when it holds for every request: when it has no request-level condition.
+// r.HTTP and the request fields are ignored.
+func (s *Set) MayAllow(r *Request) bool {
+	everyRequest := func(l *ruleList) bool {
+		for _, ru := range l.rules {
+			if ru.matchConn(r, false) {
+				return true
+			}
+		}
+		return false
+	}
+	if everyRequest(&s.badCustom[0]) || (!s.AssumeExtAuthzAllows && everyRequest(&s.extAuthz[0])) || everyRequest(&s.deny[0]) {
+		return false
+	}
+	if !s.hasAllow {
+		return true
+	}
+	for _, ru := range s.allow[0].rules {
+		if ru.matchConn(r, true) {
+			return true
+		}
+	}
+	return false
+}
+
+// matchConn matches a rule's connection-level fields against r and takes
+// every request-level field to be requestLevel.
+func (ru *rule) matchConn(r *Request, requestLevel bool) bool {
+	fieldOK := func(f *field) bool {
+		if f.attr.httpOnly() {
+			return requestLevel
+		}
+		return f.match(r)
+	}
+	anyEntry := func(entries [][]field) bool {
+	next:
+		for _, and := range entries {
+			for i := range and {
+				if !fieldOK(&and[i]) {
+					continue next
+				}
+			}
+			return true
+		}
+		return false
+	}
+	if len(ru.to) > 0 && !anyEntry(ru.to) {
+		return false
+	}
+	if len(ru.from) > 0 && !anyEntry(ru.from) {
+		return false
+	}
+	for i := range ru.when {
+		if !fieldOK(&ru.when[i]) {
+			return false
+		}
+	}
+	return true
+}

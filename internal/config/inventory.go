@@ -19,6 +19,9 @@ type Inventory struct {
 	Workloads       []*Workload // sorted by namespace, then name, then kind
 
 	byName map[string][]*Workload // "namespace/name" → workloads of that name
+	// servicesByNS indexes Services by namespace once loading finishes;
+	// until then ServicesFor scans.
+	servicesByNS map[string][]*Service
 }
 
 // Namespace is a Kubernetes namespace. Declared is false for a namespace that
@@ -146,8 +149,12 @@ func (inv *Inventory) suggest(ns string) string {
 
 // ServicesFor returns the Services in w's namespace whose selector selects w.
 func (inv *Inventory) ServicesFor(w *Workload) []*Service {
+	candidates := inv.Services
+	if inv.servicesByNS != nil {
+		candidates = inv.servicesByNS[w.Namespace]
+	}
 	var out []*Service
-	for _, s := range inv.Services {
+	for _, s := range candidates {
 		if s.Namespace == w.Namespace && len(s.Selector) > 0 && Selects(s.Selector, w.Labels) {
 			out = append(out, s)
 		}
@@ -194,6 +201,10 @@ func (inv *Inventory) addWorkload(w *Workload) {
 }
 
 func (inv *Inventory) finish() {
+	inv.servicesByNS = map[string][]*Service{}
+	for _, s := range inv.Services {
+		inv.servicesByNS[s.Namespace] = append(inv.servicesByNS[s.Namespace], s)
+	}
 	sort.SliceStable(inv.Workloads, func(i, j int) bool {
 		a, b := inv.Workloads[i], inv.Workloads[j]
 		if a.Namespace != b.Namespace {

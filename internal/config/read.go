@@ -105,9 +105,8 @@ func splitDocuments(name string, data []byte) ([]document, []*Error) {
 	var errs []*Error
 	index := 0
 	for _, part := range splitStream(data) {
-		// Leading newlines make the parser count lines as the file does.
-		text := append(bytes.Repeat([]byte{'\n'}, part.line-1), part.text...)
-		dec := yaml.NewDecoder(bytes.NewReader(text))
+		dec := yaml.NewDecoder(bytes.NewReader(part.text))
+		shift := part.line - 1 // the parser counts lines from the part's start
 		for {
 			var n yaml.Node
 			err := dec.Decode(&n)
@@ -119,10 +118,17 @@ func splitDocuments(name string, data []byte) ([]document, []*Error) {
 				line, msg := yamlErrorLine(err)
 				if line == 0 {
 					line = part.line
+				} else {
+					line += shift
 				}
+				msg = lineRef.ReplaceAllStringFunc(msg, func(ref string) string {
+					n, _ := strconv.Atoi(ref[len("line "):])
+					return fmt.Sprintf("line %d", n+shift)
+				})
 				errs = append(errs, &Error{Source: Source{File: name, Doc: index, Line: line}, Msg: "invalid YAML: " + msg})
 				break
 			}
+			shiftLines(&n, shift)
 			root := deref(&n)
 			if root.Kind == 0 || isNull(root) || (root.Kind == yaml.DocumentNode && len(root.Content) == 0) {
 				continue // empty document: only comments or "---"
@@ -138,6 +144,22 @@ func splitDocuments(name string, data []byte) ([]document, []*Error) {
 		}
 	}
 	return docs, errs
+}
+
+// lineRef is a line number inside a parser message ("already defined at
+// line 3").
+var lineRef = regexp.MustCompile(`line [0-9]+`)
+
+// shiftLines moves a parsed tree's line numbers by shift. Aliases are not
+// followed: their anchors are in the tree once.
+func shiftLines(n *yaml.Node, shift int) {
+	if shift == 0 {
+		return
+	}
+	n.Line += shift
+	for _, c := range n.Content {
+		shiftLines(c, shift)
+	}
 }
 
 type streamPart struct {

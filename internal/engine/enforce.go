@@ -80,6 +80,19 @@ func (in *Inbound) Connection(c *Conn) Decision {
 	return in.authorize(&ar, false)
 }
 
+// AnyRequest decides whether some HTTP request on the connection could be
+// allowed, its client choosing method, path, headers and tokens
+// (authz.Set.MayAllow): the lateral-movement question. Authentication
+// cannot stop such a client, which may send no token. Cilium's HTTP rules
+// are not applied here.
+func (in *Inbound) AnyRequest(c *Conn) Decision {
+	ar := authz.Request{Peer: c.Peer, SourceIP: c.SourceIP, DestIP: c.DestIP, DestPort: c.Port, SNI: c.SNI}
+	if in.w.Authz.MayAllow(&ar) {
+		return Decision{Allowed: true}
+	}
+	return Decision{Status: 403, Layer: LayerAuthz, Reason: "no request on this connection could be allowed"}
+}
+
 // Request decides an HTTP request: the sidecar's request handling
 // (method, header names, path normalization: 400), Cilium's HTTP rules
 // for the connection (403), JWT authentication (401, or 403 for an

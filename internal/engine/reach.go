@@ -1,8 +1,6 @@
 package engine
 
 import (
-	"sync"
-
 	"github.com/palisade-security/palisade/internal/authz"
 	"github.com/palisade-security/palisade/internal/config"
 	"github.com/palisade-security/palisade/internal/netpol"
@@ -10,13 +8,34 @@ import (
 
 // Pairs decides many workload-to-workload connections quickly: the layers
 // of Check, in the same order and with the same rules, without building a
-// trace. Analyses such as the reachability matrix use it. It is safe for
-// concurrent use.
+// trace, remembering what each workload and destination port needs. It is
+// not safe for concurrent use: make one per goroutine.
 type Pairs struct {
 	e     *Engine
-	mu    sync.Mutex
-	peers map[*config.Workload]*netpol.Peer
+	ends  map[*config.Workload]*pairEnd
+	ports map[portKey]*pairPort
 	tls   map[tlsKey]bool
+}
+
+// pairEnd is what Pairs knows of one workload.
+type pairEnd struct {
+	w        *Workload
+	peer     *netpol.Peer
+	endpoint *netpol.Endpoint
+	identity string
+	host     string // the default HTTP Host of requests to it
+}
+
+// pairPort is what Pairs knows of one destination port.
+type pairPort struct {
+	svc    *config.Service
+	sp     *config.ServicePort
+	opaque bool
+}
+
+type portKey struct {
+	dst  *config.Workload
+	port uint16
 }
 
 type tlsKey struct {
@@ -28,7 +47,29 @@ type tlsKey struct {
 
 // Pairs returns a pair decider over the engine.
 func (e *Engine) Pairs() *Pairs {
-	return &Pairs{e: e, peers: map[*config.Workload]*netpol.Peer{}, tls: map[tlsKey]bool{}}
+	return &Pairs{e: e, ends: map[*config.Workload]*pairEnd{}, ports: map[portKey]*pairPort{}, tls: map[tlsKey]bool{}}
+}
+
+func (p *Pairs) end(w *config.Workload) *pairEnd {
+	if pe, ok := p.ends[w]; ok {
+		return pe
+	}
+	pe := &pairEnd{w: p.e.Workload(w), endpoint: p.e.net.Endpoint(w), identity: p.e.Identity(w), host: p.e.DefaultHost(w)}
+	pe.peer = pe.endpoint.Peer
+	p.ends[w] = pe
+	return pe
+}
+
+func (p *Pairs) port(dst *config.Workload, port uint16) *pairPort {
+	k := portKey{dst, port}
+	if pp, ok := p.ports[k]; ok {
+		return pp
+	}
+	pp := &pairPort{}
+	pp.svc, pp.sp = p.e.servicePort(dst, port)
+	_, pp.opaque = opaqueProtocol(pp.sp)
+	p.ports[k] = pp
+	return pp
 }
 
 // PairHTTP is the HTTP request a pair is asked about; nil for a TCP
@@ -36,35 +77,65 @@ func (e *Engine) Pairs() *Pairs {
 type PairHTTP struct {
 	Method, Path string
 	Headers      authz.Headers // lowercase names
+	// Any asks instead whether some request could pass, the client
+	// choosing method, path, headers and tokens (Inbound.AnyRequest):
+	// what a compromised workload could do. Opaque TCP ports are asked as
+	// connections.
+	Any bool
 }
 
 // Decide says whether src may reach dst on port, and which layer stops it
 // ("" when allowed).
 func (p *Pairs) Decide(src, dst *config.Workload, port uint16, http *PairHTTP) (allowed bool, layer string) {
+	if ok, layer := p.Network(src, dst, port, http); !ok {
+		return false, layer
+	}
+	return p.Mesh(src, dst, port, http)
+}
+
+// Network decides the network layers: the client's egress and the
+// server's ingress policy, and Cilium's HTTP rules. Its answer depends on
+// the client only through its namespace, labels and host networking (and
+// the namespace decides whether the client's sidecar uses mTLS, which
+// Cilium's HTTP proxy cannot read).
+func (p *Pairs) Network(src, dst *config.Workload, port uint16, http *PairHTTP) (allowed bool, layer string) {
 	e := p.e
-	if len(e.net.Policies) > 0 || e.net.Settings.EnforcementMode != "default" {
-		dstPeer, srcPeer := p.peer(dst), p.peer(src)
-		if v := e.net.DecideOnce(e.net.Endpoint(src), netpol.Egress, dstPeer, port, "TCP"); !v.Allowed {
-			return false, LayerNetworkEgress
+	if len(e.net.Policies) == 0 && e.net.Settings.EnforcementMode == "default" {
+		return true, ""
+	}
+	from, to := p.end(src), p.end(dst)
+	if v := e.net.DecideOnce(from.endpoint, netpol.Egress, to.peer, port, "TCP"); !v.Allowed {
+		return false, LayerNetworkEgress
+	}
+	v := e.net.DecideOnce(to.endpoint, netpol.Ingress, from.peer, port, "TCP")
+	if !v.Allowed {
+		return false, LayerNetworkIngress
+	}
+	if v.L7 {
+		if p.mtls(src, dst, port) || http == nil {
+			// Cilium's HTTP proxy cannot read Istio mTLS; a request
+			// that is not HTTP cannot pass an HTTP proxy either.
+			return false, LayerL7
 		}
-		v := e.net.DecideOnce(e.net.Endpoint(dst), netpol.Ingress, srcPeer, port, "TCP")
-		if !v.Allowed {
-			return false, LayerNetworkIngress
-		}
-		if v.L7 {
-			if p.mtls(src, dst, port) || http == nil {
-				// Cilium's HTTP proxy cannot read Istio mTLS; a request
-				// that is not HTTP cannot pass an HTTP proxy either.
+		entries := e.net.HTTPEntries(to.endpoint, netpol.Ingress, from.peer, port, "TCP")
+		if http.Any {
+			if len(entries) == 0 {
 				return false, LayerL7
 			}
-			entries := e.net.HTTPEntries(e.net.Endpoint(dst), netpol.Ingress, srcPeer, port, "TCP")
-			if hv := netpol.DecideHTTP(entries, &netpol.HTTPRequest{Method: http.Method, Path: http.Path, Host: e.DefaultHost(dst), Headers: http.Headers.Get}); !hv.Allowed {
-				return false, LayerL7
-			}
+		} else if hv := netpol.DecideHTTP(entries, &netpol.HTTPRequest{Method: http.Method, Path: http.Path, Host: to.host, Headers: http.Headers.Get}); !hv.Allowed {
+			return false, LayerL7
 		}
 	}
-	w := e.Workload(dst)
-	mode, _, _ := w.MTLS.ForPort(uint32(port))
+	return true, ""
+}
+
+// Mesh decides the sidecar layers: mTLS, request handling, request
+// authentication and authorization. Its answer depends on the client only
+// through its identity (namespace and service account), its addresses,
+// and its labels when a DestinationRule selects clients by label.
+func (p *Pairs) Mesh(src, dst *config.Workload, port uint16, http *PairHTTP) (allowed bool, layer string) {
+	from, to := p.end(src), p.end(dst)
+	mode, _, _ := to.w.MTLS.ForPort(uint32(port))
 	mtlsOn := p.mtls(src, dst, port)
 	if !mode.Accepts(mtlsOn) {
 		return false, LayerMTLS
@@ -77,35 +148,32 @@ func (p *Pairs) Decide(src, dst *config.Workload, port uint16, http *PairHTTP) (
 		c.DestIP = dst.IPs[0]
 	}
 	if mtlsOn {
-		c.Peer = e.Identity(src)
+		c.Peer = from.identity
 	}
-	in := &Inbound{e: e, w: w, net: nil}
-	if http == nil || in.OpaqueTCP(port) {
-		d := in.Connection(c)
-		return d.Allowed, layerIf(d)
+	// Cilium's HTTP rules belong to Network; the Inbound methods skip
+	// them when net is nil.
+	in := &Inbound{e: p.e, w: to.w, net: nil}
+	var d Decision
+	switch {
+	case http == nil || p.port(dst, port).opaque:
+		d = in.Connection(c)
+	case http.Any:
+		d = in.AnyRequest(c)
+	default:
+		d = in.Request(c, http.Method, http.Path, to.host, http.Headers)
 	}
-	// Cilium's HTTP rules were applied above; Request skips them when net
-	// is nil.
-	d := in.Request(c, http.Method, http.Path, e.DefaultHost(dst), http.Headers)
 	return d.Allowed, layerIf(d)
 }
+
+// SelectsClients reports whether some DestinationRule selects client
+// workloads by label, so that a client's labels change its mTLS.
+func (e *Engine) SelectsClients() bool { return e.drSelectsClients }
 
 func layerIf(d Decision) string {
 	if d.Allowed {
 		return ""
 	}
 	return d.Layer
-}
-
-func (p *Pairs) peer(w *config.Workload) *netpol.Peer {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	peer, ok := p.peers[w]
-	if !ok {
-		peer = p.e.net.PeerOf(w)
-		p.peers[w] = peer
-	}
-	return peer
 }
 
 // mtls reports whether src's sidecar connects to dst:port with Istio
@@ -116,17 +184,12 @@ func (p *Pairs) mtls(src, dst *config.Workload, port uint16) bool {
 	if p.e.drSelectsClients {
 		key.client = src
 	}
-	p.mu.Lock()
-	on, ok := p.tls[key]
-	p.mu.Unlock()
-	if ok {
+	if on, ok := p.tls[key]; ok {
 		return on
 	}
-	mode, _, _ := p.e.Workload(dst).MTLS.ForPort(uint32(port))
-	svc, sp := p.e.servicePort(dst, port)
-	on, _, _ = p.e.sidecarMTLS(src, mode, svc, sp)
-	p.mu.Lock()
+	mode, _, _ := p.end(dst).w.MTLS.ForPort(uint32(port))
+	pp := p.port(dst, port)
+	on, _, _ := p.e.sidecarMTLS(src, mode, pp.svc, pp.sp)
 	p.tls[key] = on
-	p.mu.Unlock()
 	return on
 }
