@@ -433,9 +433,10 @@ func runExposure(cmd *cobra.Command, f *exposureFlags) error {
 	out := cmd.OutOrStdout()
 	if f.output == "json" {
 		type item struct {
-			Workload   string `json:"workload"`
-			Direct     int    `json:"direct"`
-			Transitive int    `json:"transitive"`
+			Workload   string  `json:"workload"`
+			Direct     int     `json:"direct"`
+			Transitive int     `json:"transitive"`
+			Share      float64 `json:"share"` // transitive, of the other workloads
 		}
 		doc := struct {
 			Workloads   int     `json:"workloads"`
@@ -446,7 +447,7 @@ func runExposure(cmd *cobra.Command, f *exposureFlags) error {
 			Top         []item  `json:"blastRadius"`
 		}{len(m.Workloads), r.Paths, r.DirectPaths, r.Baseline, r.Reduction(), []item{}}
 		for _, x := range list {
-			doc.Top = append(doc.Top, item{x.Workload.Key(), x.Direct, x.Transitive})
+			doc.Top = append(doc.Top, item{x.Workload.Key(), x.Direct, x.Transitive, share(x.Transitive, len(m.Workloads)-1)})
 		}
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
@@ -456,11 +457,19 @@ func runExposure(cmd *cobra.Command, f *exposureFlags) error {
 		100*r.Reduction(), r.Paths, r.Baseline, r.DirectPaths)
 	others := len(m.Workloads) - 1
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "WORKLOAD\tREACHES DIRECTLY\tREACHES TRANSITIVELY")
+	fmt.Fprintln(tw, "WORKLOAD\tREACHES DIRECTLY\tREACHES TRANSITIVELY\tSHARE")
 	for _, x := range list {
-		fmt.Fprintf(tw, "%s\t%d of %d\t%d of %d\n", x.Workload.Key(), x.Direct, others, x.Transitive, others)
+		fmt.Fprintf(tw, "%s\t%d of %d\t%d of %d\t%.0f%%\n", x.Workload.Key(), x.Direct, others, x.Transitive, others, 100*share(x.Transitive, others))
 	}
 	return tw.Flush()
+}
+
+// share is n as a fraction of total, 0 for an empty total.
+func share(n, total int) float64 {
+	if total == 0 {
+		return 0
+	}
+	return float64(n) / float64(total)
 }
 
 type diffFlags struct {
