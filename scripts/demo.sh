@@ -49,3 +49,11 @@ echo
 echo "== ...and a path-normalization trick does not get past the policy"
 run check -f "$dir/inventory.yaml" -f "$dir/manifests/security" --from production/frontend \
 	--to production/backend-api --method GET --path '/api/v1/%2e%2e/%2e%2e/admin' --header 'Authorization: Bearer demo'
+
+echo
+echo "== The blog claims policies cut lateral movement by 95%: with every manifest, nothing reaches anything"
+run exposure -f "$dir" --top 3
+
+echo
+echo "== The Istio layers alone: who can still pivot where"
+run exposure -f "$dir/inventory.yaml" -f "$dir/manifests/security" --top 5
