@@ -129,12 +129,25 @@ type File struct {
 // from the control plane. A file named like a Cilium values file's
 // documents are recognised as in Load.
 func ParseFiles(files []File) (*Snapshot, []*Error) {
+	return ParseInput(files, nil)
+}
+
+// ParseInput is LoadInput for in-memory files: values, when set, is a
+// Cilium Helm values file whatever keys it has.
+func ParseInput(files []File, values *File) (*Snapshot, []*Error) {
 	l := newLoader()
 	for _, f := range files {
 		docs, errs := splitDocuments(f.Name, f.Data)
 		l.errs = append(l.errs, errs...)
 		for _, d := range docs {
 			l.add(d)
+		}
+	}
+	if values != nil {
+		docs, errs := splitDocuments(values.Name, values.Data)
+		l.errs = append(l.errs, errs...)
+		for _, d := range docs {
+			l.addCiliumValues(d)
 		}
 	}
 	return l.finish()
