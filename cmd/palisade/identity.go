@@ -24,6 +24,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/palisade-security/palisade/internal/agent"
+	"github.com/palisade-security/palisade/internal/controlplane"
 	"github.com/palisade-security/palisade/internal/nodeapi"
 	"github.com/palisade-security/palisade/internal/server"
 )
@@ -34,7 +35,35 @@ const (
 	defaultAgentState  = ".palisade/agent"
 	defaultAgentSocket = "/tmp/palisade-agent/public/api.sock"
 	defaultServerAddr  = "127.0.0.1:8081"
+	defaultPolicyAddr  = "127.0.0.1:8082"
 )
+
+// runWithPolicy runs the identity server and policy distribution together
+// until ctx is done or one of them fails.
+func runWithPolicy(ctx context.Context, s *server.Server, policy *controlplane.Server, bind string) error {
+	policy.SVIDs, policy.Bundles = s, s
+	if _, err := policy.Reload(); err != nil {
+		return badInput("policy: %v", err)
+	}
+	ln, err := net.Listen("tcp", bind)
+	if err != nil {
+		return fmt.Errorf("policy distribution: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 3)
+	go func() { errc <- s.Run(ctx) }()
+	go func() { errc <- policy.Watch(ctx) }()
+	go func() { errc <- policy.Serve(ctx, ln) }()
+	var first error
+	for range 3 {
+		if err := <-errc; err != nil && first == nil && ctx.Err() == nil {
+			first = err
+			cancel()
+		}
+	}
+	return first
+}
 
 func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -43,13 +72,20 @@ func signalContext() (context.Context, context.CancelFunc) {
 func newServerCmd() *cobra.Command {
 	var cfg server.Config
 	var td, state string
+	var policy controlplane.Server
+	var policyBind string
 	cmd := &cobra.Command{
 		Use:   "server",
-		Short: "Run the identity server: SPIFFE CA, registration, agent API",
+		Short: "Run the control plane: SPIFFE CA, registration, agent API, policy distribution",
 		Long: `Server runs Palisade's SPIFFE CA. State (SQLite datastore, CA keys with mode
 0600, the admin socket) lives in --state-dir; restarting keeps the same CA and
 entries. Agents attest with join tokens (palisade agent token) and then talk
-to the server over mutual TLS.`,
+to the server over mutual TLS.
+
+With -f, the server also distributes policy: it watches the files and
+directories given (every change is validated, versioned and published once
+the files stop changing) and streams each version to proxies over mutual TLS
+gRPC on --policy-bind, with the server's own SVID.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			id, err := spiffeid.TrustDomainFromString(td)
@@ -63,10 +99,16 @@ to the server over mutual TLS.`,
 			if err != nil {
 				return err
 			}
-			return s.Run(ctx)
+			if len(policy.Sources) == 0 {
+				return s.Run(ctx)
+			}
+			return runWithPolicy(ctx, s, &policy, policyBind)
 		},
 	}
 	fl := cmd.Flags()
+	fl.StringArrayVarP(&policy.Sources, "filename", "f", nil, "policy files or directories to watch and distribute (repeatable)")
+	fl.StringVar(&policy.CiliumValues, "cilium-values", "", "Cilium Helm values file distributed with the policy")
+	fl.StringVar(&policyBind, "policy-bind", defaultPolicyAddr, "policy distribution address (with -f)")
 	fl.StringVar(&td, "trust-domain", "cluster.local", "SPIFFE trust domain")
 	fl.StringVar(&state, "state-dir", defaultServerState, "state directory")
 	fl.StringVar(&cfg.BindAddr, "bind", defaultServerAddr, "agent API address")

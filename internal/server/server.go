@@ -22,7 +22,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/palisade-security/palisade/internal/ca"
 	"github.com/palisade-security/palisade/internal/datastore"
@@ -271,4 +273,33 @@ func newCSR() (crypto.Signer, []byte, error) {
 	}
 	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
 	return key, csr, err
+}
+
+// GetX509SVID returns the server's own SVID, as an x509svid.Source, for
+// services hosted beside the agent API (policy distribution).
+func (s *Server) GetX509SVID() (*x509svid.SVID, error) {
+	s.mu.Lock()
+	cert := s.tlsCert
+	s.mu.Unlock()
+	if cert == nil {
+		return nil, errors.New("the server has no SVID yet")
+	}
+	chain := make([]*x509.Certificate, 0, len(cert.Certificate))
+	for _, der := range cert.Certificate {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, err
+		}
+		chain = append(chain, c)
+	}
+	return &x509svid.SVID{ID: identity.ServerID(s.cfg.TrustDomain), Certificates: chain, PrivateKey: cert.PrivateKey.(crypto.Signer)}, nil
+}
+
+// GetX509BundleForTrustDomain returns the CA's current X.509 authorities,
+// as an x509bundle.Source.
+func (s *Server) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bundle.Bundle, error) {
+	if td != s.cfg.TrustDomain {
+		return nil, fmt.Errorf("no bundle for trust domain %q", td)
+	}
+	return x509bundle.FromX509Authorities(td, s.ca.X509Authorities()), nil
 }
