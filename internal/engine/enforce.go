@@ -200,16 +200,28 @@ func (e *Engine) Outbound(w *config.Workload) *Outbound {
 }
 
 // Connect decides whether w may open a connection to dst (a workload) or,
-// when dst is nil, to addr or name outside the cluster.
+// when dst is nil, to addr or name outside the cluster: w's egress network
+// policy and then, for a workload, dst's ingress network policy, as the
+// network between them would. (Enforcing ingress at dst's node is the
+// kernel layer's job; a proxy that knows both ends gives the same verdict
+// before any packet leaves.)
 func (o *Outbound) Connect(dst *config.Workload, addr netip.Addr, name string, port uint16) Decision {
 	peer := netpol.World(addr, strings.ToLower(name))
 	if dst != nil {
 		peer = o.e.net.PeerOf(dst)
 	}
 	v := o.e.net.Decide(o.net, netpol.Egress, peer, port, "TCP")
-	if v.Allowed {
+	if !v.Allowed {
+		_, policy, path := v.Policy()
+		return Decision{Layer: LayerNetworkEgress, Policy: policy, Rule: path, Reason: v.Reason()}
+	}
+	if dst == nil {
 		return Decision{Allowed: true, Layer: LayerNetworkEgress}
 	}
-	_, policy, path := v.Policy()
-	return Decision{Layer: LayerNetworkEgress, Policy: policy, Rule: path, Reason: v.Reason()}
+	v = o.e.net.Decide(o.e.net.Endpoint(dst), netpol.Ingress, o.net.Peer, port, "TCP")
+	if !v.Allowed {
+		_, policy, path := v.Policy()
+		return Decision{Layer: LayerNetworkIngress, Policy: policy, Rule: path, Reason: v.Reason()}
+	}
+	return Decision{Allowed: true, Layer: LayerNetworkIngress}
 }

@@ -51,3 +51,37 @@ func TestInboundAgreesWithCheck(t *testing.T) {
 		t.Error("tcp-postgres is an opaque port")
 	}
 }
+
+// TestOutboundConnectAgreesWithCheck decides every workload pair of the
+// whole reference system through the proxy's outbound check and through
+// Check's network layers: egress at the client, then ingress at the server.
+func TestOutboundConnectAgreesWithCheck(t *testing.T) {
+	snap, _ := load(t, refDir)
+	e := New(snap, Options{Keys: keys{}})
+	layers := map[string]int{}
+	for _, src := range snap.Inventory.Workloads {
+		out := e.Outbound(src)
+		for _, dst := range snap.Inventory.Workloads {
+			for _, p := range dst.Ports {
+				if p.Protocol != "TCP" {
+					continue
+				}
+				d := out.Connect(dst, netip.Addr{}, "", p.Port)
+				v, err := e.Check(Request{From: src, To: dst, Port: p.Port})
+				if err != nil {
+					t.Fatal(err)
+				}
+				netDenied := !v.Allowed && (v.DecidedBy.Layer == LayerNetworkEgress || v.DecidedBy.Layer == LayerNetworkIngress)
+				if d.Allowed == netDenied || (!d.Allowed && d.Layer != v.DecidedBy.Layer) {
+					t.Errorf("%s -> %s:%d: connect %v at %s; check %v at %s", src.Key(), dst.Key(), p.Port, d.Allowed, d.Layer, v.Allowed, v.DecidedBy.Layer)
+				}
+				if !d.Allowed {
+					layers[d.Layer]++
+				}
+			}
+		}
+	}
+	if layers[LayerNetworkEgress] == 0 || layers[LayerNetworkIngress] == 0 {
+		t.Errorf("denials by layer %v: the reference system denies at both", layers)
+	}
+}
