@@ -63,6 +63,10 @@ type InboundPort struct {
 	Port uint16
 	// Listen is where clients connect, e.g. ":15006" or "127.0.0.1:0".
 	Listen string
+	// Listener, when set, is a listener already bound, used instead of
+	// Listen: a caller that must know every proxy's address before it
+	// configures any binds them first.
+	Listener net.Listener
 	// App is the application's address, e.g. "127.0.0.1:8080".
 	App string
 	// TCP proxies the port as opaque TCP even when no Service declares

@@ -15,8 +15,11 @@
 // malformed requests, a reset for TCP.
 //
 // Outbound, the application connects to explicit local listeners, each
-// bound to one destination. The proxy checks the egress network policy
-// (engine.Outbound.Connect), originates mutual TLS with its SVID and
+// bound to one destination. The proxy checks the network policy between
+// the two workloads (engine.Outbound.Connect: the client's egress, the
+// server's ingress) and answers a connection the network would drop as
+// Envoy answers a failed upstream connection (503 UF, or a reset for
+// TCP); it then originates mutual TLS with its SVID and
 // accepts only the SPIFFE ID the destination's workload runs as (secure
 // naming), and applies the DestinationRule that resolves for the
 // destination's service: TLS mode, connection pool circuit breakers,

@@ -279,7 +279,7 @@ func (c *cluster) roundTrip(ctx context.Context, s *settings, q *outReq, res *re
 				return
 			}
 			if errors.Is(err, errEgressDenied) {
-				res.local(http.StatusForbidden, "", "network_policy_denied", "Access denied\r\n")
+				res.local(http.StatusServiceUnavailable, "UF", "network_policy_denied", bodyNetworkDenied)
 				return
 			}
 			c.report(ep, s, 0, true, time.Now())

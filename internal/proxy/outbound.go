@@ -95,8 +95,10 @@ func (p *Proxy) serveOutbound(w http.ResponseWriter, r *http.Request) {
 	default:
 		rs.dec = p.egress(v, ol, dest)
 		if !rs.dec.Allowed {
-			rs.code, rs.details = http.StatusForbidden, "network_policy_denied"
-			rs.respBytes = localReply(w, rs.code, "Access denied\r\n", false)
+			// The network drops the connection: Envoy answers a failed
+			// upstream connection with 503 UF.
+			rs.code, rs.flags, rs.details = http.StatusServiceUnavailable, "UF", "network_policy_denied"
+			rs.respBytes = localReply(w, rs.code, bodyNetworkDenied, false)
 			break
 		}
 		rs.path = full
@@ -109,12 +111,16 @@ func (p *Proxy) serveOutbound(w http.ResponseWriter, r *http.Request) {
 			h["X-Request-Id"] = []string{newRequestID()}
 		}
 		p.forward(w, r, rs, ol.cluster, dest.s)
-		if rs.code == http.StatusForbidden && rs.details == "network_policy_denied" {
+		if rs.details == "network_policy_denied" {
 			rs.dec = engine.Decision{Layer: engine.LayerNetworkEgress, Reason: errEgressDenied.Error()}
 		}
 	}
 	p.emitHTTP(rs, cv, d, r)
 }
+
+// bodyNetworkDenied is the body of the 503 for a connection the network
+// policy drops, Envoy's connection-failure reply with the reason.
+const bodyNetworkDenied = "upstream connect error or disconnect/reset before headers. reset reason: connection failure, network policy denied\r\n"
 
 // headSize estimates the bytes of a request's head.
 func headSize(r *http.Request) int64 {

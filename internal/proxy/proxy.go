@@ -106,9 +106,12 @@ func New(cfg Config) (*Proxy, error) {
 	}()
 	appDialer := &net.Dialer{}
 	for i, in := range cfg.Inbound {
-		ln, err := net.Listen("tcp", in.Listen)
-		if err != nil {
-			return nil, fmt.Errorf("proxy: inbound port %d: %w", in.Port, err)
+		ln := in.Listener
+		if ln == nil {
+			var err error
+			if ln, err = net.Listen("tcp", in.Listen); err != nil {
+				return nil, fmt.Errorf("proxy: inbound port %d: %w", in.Port, err)
+			}
 		}
 		ip := &inPort{idx: i, cfg: in, ln: ln, cluster: "inbound|" + strconv.Itoa(int(in.Port)) + "||"}
 		ip.appS = defaultSettings()

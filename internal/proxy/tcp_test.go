@@ -109,7 +109,7 @@ func TestEgressPolicy(t *testing.T) {
 	if code, _ := get(t, plain, "http://"+p.OutboundAddr(0).String()+"/api/v1/x"); code != 200 {
 		t.Errorf("allowed egress: %d", code)
 	}
-	if code, body := get(t, plain, "http://"+p.OutboundAddr(1).String()+"/x"); code != 403 || body != "Access denied\r\n" {
+	if code, body := get(t, plain, "http://"+p.OutboundAddr(1).String()+"/x"); code != 503 || body != bodyNetworkDenied {
 		t.Errorf("denied HTTP egress: %d %q", code, body)
 	}
 	if flaky.requests.Load() != 0 {

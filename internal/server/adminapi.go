@@ -173,22 +173,31 @@ func (s *Server) handleJoinToken(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &in) {
 		return
 	}
-	ttl := time.Duration(in.TTL)
+	tok, agentID, err := s.NewJoinToken(r.Context(), time.Duration(in.TTL))
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusCreated, nodeapi.JoinTokenResponse{Token: tok.Token, AgentID: agentID.String(), ExpiresAt: tok.ExpiresAt.UTC().Format(time.RFC3339)})
+}
+
+// NewJoinToken creates a one-time join token valid for ttl (the server's
+// default when ttl <= 0) and returns it with the SPIFFE ID the agent that
+// uses it will have.
+func (s *Server) NewJoinToken(ctx context.Context, ttl time.Duration) (identity.JoinToken, spiffeid.ID, error) {
 	if ttl <= 0 {
 		ttl = s.cfg.JoinTokenTTL
 	}
 	raw := make([]byte, 16)
 	if _, err := rand.Read(raw); err != nil {
-		writeError(w, http.StatusInternalServerError, err.Error())
-		return
+		return identity.JoinToken{}, spiffeid.ID{}, err
 	}
 	tok := identity.JoinToken{Token: hex.EncodeToString(raw), ExpiresAt: s.cfg.Clock().Add(ttl)}
-	if err := s.store.CreateJoinToken(r.Context(), tok); err != nil {
-		writeError(w, http.StatusInternalServerError, err.Error())
-		return
+	if err := s.store.CreateJoinToken(ctx, tok); err != nil {
+		return identity.JoinToken{}, spiffeid.ID{}, err
 	}
-	agentID, _ := identity.AgentID(s.cfg.TrustDomain, tok.Token)
-	writeJSON(w, http.StatusCreated, nodeapi.JoinTokenResponse{Token: tok.Token, AgentID: agentID.String(), ExpiresAt: tok.ExpiresAt.UTC().Format(time.RFC3339)})
+	agentID, err := identity.AgentID(s.cfg.TrustDomain, tok.Token)
+	return tok, agentID, err
 }
 
 // handleBundle returns the trust bundle: the SPIFFE bundle document, or
