@@ -10,7 +10,10 @@ EXAMPLE := examples/reference-system
 build:
 	$(GO) build -o bin/palisade ./cmd/palisade
 
+# The mesh on this machine with live traffic, then the offline analysis of
+# the reference system as published.
 demo: build
+	bin/palisade demo
 	./scripts/demo.sh bin/palisade $(EXAMPLE)
 
 test:

@@ -83,6 +83,28 @@ Exit status: 0 allowed, 1 denied, 2 bad input.`,
 	return cmd
 }
 
+// jwksFetcher fetches JWKS, using local files for the URIs of --jwks
+// URI=FILE flags.
+func jwksFetcher(flags []string) (*jwtauth.Fetcher, error) {
+	fetcher := jwtauth.NewFetcher(nil)
+	for _, kv := range flags {
+		key, file, ok := strings.Cut(kv, "=")
+		if !ok {
+			return nil, badInput("--jwks %q: want URI=FILE", kv)
+		}
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return nil, badInput("--jwks: %v", err)
+		}
+		set, err := jwtauth.ParseJWKS(data)
+		if err != nil {
+			return nil, badInput("--jwks %s: %v", file, err)
+		}
+		fetcher.AddStatic(key, set)
+	}
+	return fetcher, nil
+}
+
 func badInput(format string, args ...any) error {
 	return &exitError{code: exitBadInput, msg: fmt.Sprintf(format, args...)}
 }
@@ -95,21 +117,9 @@ func runCheck(cmd *cobra.Command, f *checkFlags) error {
 		return badInput("-o must be text or json")
 	}
 	snap, loadErrs := config.LoadInput(config.Input{Paths: f.files, Stdin: cmd.InOrStdin(), CiliumValues: f.ciliumValues})
-	fetcher := jwtauth.NewFetcher(nil)
-	for _, kv := range f.jwks {
-		key, file, ok := strings.Cut(kv, "=")
-		if !ok {
-			return badInput("--jwks %q: want URI=FILE", kv)
-		}
-		data, err := os.ReadFile(file)
-		if err != nil {
-			return badInput("--jwks: %v", err)
-		}
-		set, err := jwtauth.ParseJWKS(data)
-		if err != nil {
-			return badInput("--jwks %s: %v", file, err)
-		}
-		fetcher.AddStatic(key, set)
+	fetcher, err := jwksFetcher(f.jwks)
+	if err != nil {
+		return err
 	}
 	eng := engine.New(snap, engine.Options{Keys: fetcher, AssumeExtAuthzAllows: f.assumeExtAuthzAllows})
 
