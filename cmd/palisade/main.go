@@ -33,7 +33,7 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newValidateCmd(), newCheckCmd(), newServerCmd(), newAgentCmd(), newEntryCmd(),
-		newBundleCmd(), newHealthcheckCmd(), newReachCmd(), newExposureCmd(), newDiffCmd(), newUpCmd(), newDemoCmd(), newLintCmd(), newVersionCmd())
+		newBundleCmd(), newHealthcheckCmd(), newReachCmd(), newExposureCmd(), newDiffCmd(), newUpCmd(), newDemoCmd(), newProxyCmd(), newLintCmd(), newVersionCmd())
 	err := root.Execute()
 	if err == nil {
 		return

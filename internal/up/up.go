@@ -29,8 +29,6 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
-	spiffewl "github.com/spiffe/go-spiffe/v2/workloadapi"
 
 	"github.com/palisade-security/palisade/internal/agent"
 	"github.com/palisade-security/palisade/internal/config"
@@ -41,6 +39,7 @@ import (
 	"github.com/palisade-security/palisade/internal/identity"
 	"github.com/palisade-security/palisade/internal/proxy"
 	"github.com/palisade-security/palisade/internal/server"
+	"github.com/palisade-security/palisade/internal/svids"
 )
 
 // Options say what to run.
@@ -290,19 +289,23 @@ func (m *Mesh) startProxies(ctx context.Context, opts Options, td spiffeid.Trust
 		inbound[w] = ports
 	}
 
-	sources := map[spiffeid.ID]*spiffewl.X509Source{}
+	// Every proxy runs in this process, so the agent serves all their
+	// SVIDs to it; each proxy uses its own. Entries just created reach the
+	// agent one sync later: wait for each.
+	set, err := svids.Watch(ctx, "unix://"+m.AgentSocket)
+	if err != nil {
+		return err
+	}
+	go func() { <-ctx.Done(); set.Close() }()
 	for _, cw := range m.Snapshot.Inventory.Workloads {
 		id, _ := spiffeid.FromString(m.Engine.Identity(cw))
-		src := sources[id]
-		if src == nil {
-			var err error
-			src, err = newSource(ctx, m.AgentSocket, id)
-			if err != nil {
-				return fmt.Errorf("%s: SVID: %w", cw.Key(), err)
-			}
-			sources[id] = src
-			go func() { <-ctx.Done(); src.Close() }()
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := set.WaitFor(wctx, id)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%s: %w", cw.Key(), err)
 		}
+		src := set.For(id)
 		w := &Workload{Workload: cw, ID: id, Inbound: map[uint16]string{}, App: map[uint16]string{}, Outbound: map[string]string{}}
 		cfg := proxy.Config{Workload: cw, SVIDs: src, Bundles: src, MetricsAddr: "127.0.0.1:0", NodeName: "palisade-up", Version: "palisade"}
 		for _, port := range sortedPorts(inbound[cw]) {
@@ -361,38 +364,6 @@ func (m *Mesh) startProxies(ctx context.Context, opts Options, td spiffeid.Trust
 		}
 	}
 	return nil
-}
-
-// newSource opens a Workload API client that picks id among the SVIDs the
-// agent serves this process, and waits until the agent serves it: entries
-// just created reach the agent one sync later.
-func newSource(ctx context.Context, socket string, id spiffeid.ID) (*spiffewl.X509Source, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	src, err := spiffewl.NewX509Source(ctx,
-		spiffewl.WithClientOptions(spiffewl.WithAddr("unix://"+socket)),
-		spiffewl.WithDefaultX509SVIDPicker(func(svids []*x509svid.SVID) *x509svid.SVID {
-			for _, s := range svids {
-				if s.ID == id {
-					return s
-				}
-			}
-			return svids[0] // not ours yet: waited out below
-		}))
-	if err != nil {
-		return nil, err
-	}
-	for {
-		if s, err := src.GetX509SVID(); err == nil && s.ID == id {
-			return src, nil
-		}
-		select {
-		case <-ctx.Done():
-			src.Close()
-			return nil, fmt.Errorf("the agent did not serve %s: %w", id, ctx.Err())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
 }
 
 // startApp returns the address of the application behind a port: one
