@@ -54,6 +54,9 @@ type Options struct {
 	// Apps maps "namespace/name:port" to the address of an application
 	// already listening, used instead of the built-in echo for that port.
 	Apps map[string]string
+	// SVIDTTL is the lifetime of the SVIDs the server signs (0: the
+	// server's default, an hour); agents renew them at half-life.
+	SVIDTTL time.Duration
 	// Engine are the options every proxy's engine is built with, such as
 	// JWKS for issuers that cannot be fetched.
 	Engine engine.Options
@@ -82,6 +85,7 @@ type Mesh struct {
 type Workload struct {
 	*config.Workload
 	ID      spiffeid.ID
+	SVIDs   *svids.Source // the workload's SVID and bundles, from the agent
 	Proxy   *proxy.Proxy
 	Engines *controlplane.Engines
 	Client  *controlplane.Client
@@ -150,7 +154,7 @@ func Start(ctx context.Context, opts Options) (_ *Mesh, err error) {
 	m.AgentSocket = filepath.Join(m.tmp, "agent.sock")
 
 	srv, err := server.New(ctx, server.Config{TrustDomain: td, StateDir: filepath.Join(opts.StateDir, "server"),
-		BindAddr: "127.0.0.1:0", AdminSocket: filepath.Join(m.tmp, "admin.sock"), Logger: log.With("component", "server")})
+		BindAddr: "127.0.0.1:0", SVIDTTL: opts.SVIDTTL, AdminSocket: filepath.Join(m.tmp, "admin.sock"), Logger: log.With("component", "server")})
 	if err != nil {
 		return nil, err
 	}
@@ -306,7 +310,7 @@ func (m *Mesh) startProxies(ctx context.Context, opts Options, td spiffeid.Trust
 			return fmt.Errorf("%s: %w", cw.Key(), err)
 		}
 		src := set.For(id)
-		w := &Workload{Workload: cw, ID: id, Inbound: map[uint16]string{}, App: map[uint16]string{}, Outbound: map[string]string{}}
+		w := &Workload{Workload: cw, ID: id, SVIDs: src, Inbound: map[uint16]string{}, App: map[uint16]string{}, Outbound: map[string]string{}}
 		cfg := proxy.Config{Workload: cw, SVIDs: src, Bundles: src, MetricsAddr: "127.0.0.1:0", NodeName: "palisade-up", Version: "palisade"}
 		for _, port := range sortedPorts(inbound[cw]) {
 			ln := inbound[cw][port]
