@@ -105,7 +105,10 @@ func ParseTraffic(name string, data []byte) ([]Call, error) {
 		}
 		calls = append(calls, c)
 	}
-	return calls, sc.Err()
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return calls, nil
 }
 
 // Issuer stands in for the identity providers RequestAuthentications
