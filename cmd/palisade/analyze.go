@@ -186,18 +186,21 @@ func runReach(cmd *cobra.Command, f *reachFlags) error {
 		return err
 	}
 	w := bufio.NewWriter(cmd.OutOrStdout())
-	defer w.Flush()
 	rows := reachRows(m, f.by == "class", f.only)
 	switch f.output {
 	case "table":
-		return writeReachTable(w, m, rows, f.by == "class")
+		err = writeReachTable(w, m, rows, f.by == "class")
 	case "csv":
-		return writeReachCSV(w, rows)
+		err = writeReachCSV(w, rows)
 	case "dot":
-		return writeReachDot(w, m, rows, f.by == "class")
+		err = writeReachDot(w, m, rows, f.by == "class")
 	default:
-		return writeReachJSON(w, m, rows, f.by == "class")
+		err = writeReachJSON(w, m, rows, f.by == "class")
 	}
+	if err != nil {
+		return err
+	}
+	return w.Flush()
 }
 
 // reachRow is one line of reach's output: a pair of workloads, or of
@@ -281,17 +284,20 @@ func writeReachTable(w io.Writer, m *analysis.Matrix, rows func(func(reachRow) b
 		fmt.Fprintf(w, " (%.1f%%)", 100*float64(allowed)/float64(pairs))
 	}
 	fmt.Fprintln(w)
-	if byClass {
-		fmt.Fprintln(w, "\nCLASS\tMEMBERS")
-		for _, c := range m.Classes {
-			keys := make([]string, len(c.Members))
-			for i, wl := range c.Members {
-				keys[i] = wl.Key()
-			}
-			fmt.Fprintf(w, "%s\t%s\n", className(m, c), strings.Join(keys, " "))
-		}
+	if !byClass {
+		return nil
 	}
-	return nil
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CLASS\tMEMBERS")
+	for _, c := range m.Classes {
+		keys := make([]string, len(c.Members))
+		for i, wl := range c.Members {
+			keys[i] = wl.Key()
+		}
+		fmt.Fprintf(tw, "%s\t%s\n", className(m, c), strings.Join(keys, " "))
+	}
+	return tw.Flush()
 }
 
 func writeReachCSV(w io.Writer, rows func(func(reachRow) bool)) error {
@@ -404,7 +410,7 @@ attacker who owns a pod pivoting through whatever that pod can reach.
 
 The headline compares the lateral paths (ordered pairs a, b with a path
 from a to b) against the same inventory with no policy at all, where every
-workload reaches every other.`,
+workload reaches every other that listens on a port (--port: that port).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runExposure(cmd, &f) },
 	}
@@ -436,7 +442,8 @@ func runExposure(cmd *cobra.Command, f *exposureFlags) error {
 			Workload   string  `json:"workload"`
 			Direct     int     `json:"direct"`
 			Transitive int     `json:"transitive"`
-			Share      float64 `json:"share"` // transitive, of the other workloads
+			Possible   int     `json:"possible"` // what it would reach with no policy
+			Share      float64 `json:"share"`    // transitive, of possible
 		}
 		doc := struct {
 			Workloads   int     `json:"workloads"`
@@ -447,7 +454,7 @@ func runExposure(cmd *cobra.Command, f *exposureFlags) error {
 			Top         []item  `json:"blastRadius"`
 		}{len(m.Workloads), r.Paths, r.DirectPaths, r.Baseline, r.Reduction(), []item{}}
 		for _, x := range list {
-			doc.Top = append(doc.Top, item{x.Workload.Key(), x.Direct, x.Transitive, share(x.Transitive, len(m.Workloads)-1)})
+			doc.Top = append(doc.Top, item{x.Workload.Key(), x.Direct, x.Transitive, x.Possible, share(x.Transitive, x.Possible)})
 		}
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
@@ -455,11 +462,10 @@ func runExposure(cmd *cobra.Command, f *exposureFlags) error {
 	}
 	fmt.Fprintf(out, "Policies remove %.1f%% of lateral paths: %d of %d ordered workload pairs remain connected (%d directly).\n\n",
 		100*r.Reduction(), r.Paths, r.Baseline, r.DirectPaths)
-	others := len(m.Workloads) - 1
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "WORKLOAD\tREACHES DIRECTLY\tREACHES TRANSITIVELY\tSHARE")
 	for _, x := range list {
-		fmt.Fprintf(tw, "%s\t%d of %d\t%d of %d\t%.0f%%\n", x.Workload.Key(), x.Direct, others, x.Transitive, others, 100*share(x.Transitive, others))
+		fmt.Fprintf(tw, "%s\t%d of %d\t%d of %d\t%.0f%%\n", x.Workload.Key(), x.Direct, x.Possible, x.Transitive, x.Possible, 100*share(x.Transitive, x.Possible))
 	}
 	return tw.Flush()
 }
@@ -503,9 +509,9 @@ func runDiff(cmd *cobra.Command, f *diffFlags, oldPath, newPath string) error {
 	if f.output != "text" && f.output != "json" {
 		return badInput("-o must be text or json")
 	}
-	for _, p := range []string{oldPath, newPath} {
+	for _, p := range append([]string{oldPath, newPath}, f.files...) {
 		if p == "-" {
-			return badInput("diff reads OLD and NEW from files, not stdin")
+			return badInput("diff reads files, not stdin: both sides would need it")
 		}
 		if _, err := os.Stat(p); err != nil {
 			return badInput("%v", err)

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,12 +28,31 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
+// lockedBuffer is a process's output, read by the test while the process
+// writes it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 // start runs a long-lived palisade process and stops it at the end.
-func start(t *testing.T, args ...string) *bytes.Buffer {
+func start(t *testing.T, args ...string) *lockedBuffer {
 	t.Helper()
 	cmd := exec.Command(binary, args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +67,7 @@ func start(t *testing.T, args ...string) *bytes.Buffer {
 			t.Errorf("%v did not stop on SIGINT:\n%s", args, out.String())
 		}
 	})
-	return &out
+	return out
 }
 
 func eventually(t *testing.T, what string, f func() error) {
@@ -146,8 +166,8 @@ func TestServerAndAgentCommands(t *testing.T) {
 
 	// The agent restarts from its saved SVID, without a new token.
 	restarted := exec.Command(binary, "agent", "--trust-domain", "example.org", "--server", addr, "--state-dir", agentState, "--socket", filepath.Join(dir, "agent2.sock"))
-	var rout bytes.Buffer
-	restarted.Stdout, restarted.Stderr = &rout, &rout
+	rout := &lockedBuffer{}
+	restarted.Stdout, restarted.Stderr = rout, rout
 	if err := restarted.Start(); err != nil {
 		t.Fatal(err)
 	}

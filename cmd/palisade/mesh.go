@@ -235,7 +235,9 @@ func runDemo(cmd *cobra.Command, f *meshFlags, traffic string, keep bool) error 
 	}
 	if keep {
 		fmt.Fprintln(out, "\nRunning; Ctrl-C stops.")
-		<-ctx.Done()
+		if err := m.Wait(); err != nil {
+			return err
+		}
 	}
 	if agree != len(results) {
 		return &exitError{code: exitDenied}

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -117,22 +119,25 @@ func runProxy(cmd *cobra.Command, f *proxyFlags) error {
 	defer cancel()
 	// The SVID to present is the workload's service account identity,
 	// which the policy's inventory gives: until the first version has
-	// arrived, the policy client uses the agent's default SVID.
-	set, err := svids.Watch(ctx, "unix://"+f.socket)
+	// arrived, the policy client presents the agent's default SVID.
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	set, err := svids.Watch(wctx, "unix://"+f.socket)
+	wcancel()
 	if err != nil {
-		return err
+		return fmt.Errorf("%v (is the agent running, and an entry registered for this process?)", err)
 	}
 	defer set.Close()
-	first, err := set.For(spiffeid.ID{}).GetX509SVID()
+	src := set.For(spiffeid.ID{})
+	first, err := src.GetX509SVID()
 	if err != nil {
 		return err
 	}
 	td := first.ID.TrustDomain()
-	src := set.For(spiffeid.ID{})
 
 	engines := &controlplane.Engines{Options: engine.Options{Keys: keys}, Workload: f.workload}
 	client := &controlplane.Client{Addr: f.server, Node: f.workload, SVIDs: src, Bundles: src,
-		ServerID: identity.ServerID(td), Apply: engines.Apply}
+		ServerID: identity.ServerID(td), Apply: engines.Apply,
+		Logger: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	clientDone := make(chan error, 1)
 	go func() { clientDone <- client.Run(ctx) }()
 	fmt.Fprintf(cmd.ErrOrStderr(), "palisade proxy: %s, waiting for policy from %s\n", f.workload, f.server)
@@ -155,11 +160,13 @@ func runProxy(cmd *cobra.Command, f *proxyFlags) error {
 	if err != nil {
 		return err
 	}
-	own := set.For(id)
-	if _, err := own.GetX509SVID(); err != nil {
+	// From now on the proxy and its policy client present the workload's
+	// own SVID.
+	src.Pin(id)
+	if _, err := src.GetX509SVID(); err != nil {
 		return fmt.Errorf("%v to this process (register it: palisade entry create)", err)
 	}
-	cfg.Workload, cfg.Policy, cfg.SVIDs, cfg.Bundles = w, engines.Engine, own, own
+	cfg.Workload, cfg.Policy, cfg.SVIDs, cfg.Bundles = w, engines.Engine, src, src
 	cfg.MetricsAddr, cfg.Version = f.metrics, version
 	cfg.NodeName, _ = os.Hostname()
 	p, err := proxy.New(cfg)

@@ -96,14 +96,17 @@ func TestProxyProcesses(t *testing.T) {
 		{"--workload", "production/backend-api", "--inbound", "8080,listen=" + inBE + ",app=" + strings.TrimPrefix(app.URL, "http://"),
 			"--outbound", "listen=" + outBEPG + ",to=production/postgres:5432,endpoint=" + inPG,
 			"--jwks", "https://auth.company.com/.well-known/jwks.json=" + jwksFile},
-		{"--workload", "production/frontend",
+		{"--workload", "production/frontend", "--flow-log", filepath.Join(dir, "frontend.flow.log"),
 			"--outbound", "listen=" + outFEBE + ",to=production/backend-api:8080,endpoint=" + inBE,
 			"--outbound", "listen=" + outFEPG + ",to=production/postgres:5432,endpoint=" + inPG},
 	} {
 		out := start(t, append(append([]string{"proxy"}, common...), args...)...)
-		listen := args[3]
-		listen = listen[strings.Index(listen, "listen=")+len("listen="):]
-		listen, _, _ = strings.Cut(listen, ",")
+		var listen string // the first listener the proxy opens
+		for _, a := range args {
+			if _, l, ok := strings.Cut(a, "listen="); ok && listen == "" {
+				listen, _, _ = strings.Cut(l, ",")
+			}
+		}
 		eventually(t, args[1]+" listening", func() error {
 			c, err := net.Dial("tcp", listen)
 			if err != nil {
@@ -129,6 +132,16 @@ func TestProxyProcesses(t *testing.T) {
 	if out, err := pg(outFEPG); err == nil {
 		t.Errorf("psql as frontend: allowed (%q)", out)
 	}
+	// Refused by the frontend's egress policy, not by a proxy that is down.
+	eventually(t, "frontend's flow log", func() error {
+		flows, _ := os.ReadFile(filepath.Join(dir, "frontend.flow.log"))
+		for _, line := range strings.Split(string(flows), "\n") {
+			if strings.Contains(line, `"verdict":"DROPPED"`) && strings.Contains(line, `"destination_port":5432`) && strings.Contains(line, `"EGRESS"`) {
+				return nil
+			}
+		}
+		return fmt.Errorf("no dropped egress flow to 5432:\n%s", flows)
+	})
 
 	curl := func(args ...string) string {
 		out, _ := exec.Command("curl", append([]string{"-s", "-o", "-", "-w", " %{http_code}", "--max-time", "10"}, args...)...).CombinedOutput()
@@ -201,8 +214,8 @@ func startPostgres(t *testing.T) (psql, addr string) {
 	addr = freeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
 	server := asUser(filepath.Join(bin, "postgres"), "-D", filepath.Join(data, "db"), "-p", port, "-k", data, "-c", "listen_addresses=127.0.0.1")
-	var out strings.Builder
-	server.Stdout, server.Stderr = &out, &out
+	out := &lockedBuffer{}
+	server.Stdout, server.Stderr = out, out
 	if err := server.Start(); err != nil {
 		t.Fatal(err)
 	}

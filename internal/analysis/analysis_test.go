@@ -51,27 +51,65 @@ func TestReachMatchesDirectDecisions(t *testing.T) {
 
 // TestReachClassesAreExact generates random inventories and policies in
 // which many workloads share labels, and checks the class-based matrix
-// against direct decisions for every pair.
+// against direct decisions for every pair — the fast decider for the
+// any-request question, and Check itself for concrete requests and
+// connections.
 func TestReachClassesAreExact(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 11))
-	for round := 0; round < 20; round++ {
-		docs := randomMesh(rng, 30, 12)
+	compressed := 0
+	for round := 0; round < 30; round++ {
+		docs := randomMesh(rng, 30, 14)
 		e := build(t, docs)
 		m := Reach(e, ReachOptions{})
-		if len(m.Classes) >= len(m.Workloads) {
-			t.Logf("round %d: no compression (%d classes)", round, len(m.Classes))
+		if len(m.Classes) < len(m.Workloads) {
+			compressed++
 		}
 		checkAgainstPairs(t, e, m, &engine.PairHTTP{Any: true})
-		checkAgainstPairs(t, e, Reach(e, ReachOptions{HTTP: &engine.PairHTTP{Method: "POST", Path: "/x"}}), &engine.PairHTTP{Method: "POST", Path: "/x"})
+		checkAgainstCheck(t, e, Reach(e, ReachOptions{Connection: true}), nil)
+		for _, http := range []*engine.PairHTTP{{Method: "POST", Path: "/x"}, {Method: "GET", Path: "/y/z"}} {
+			checkAgainstCheck(t, e, Reach(e, ReachOptions{HTTP: http}), http)
+		}
 		if t.Failed() {
 			t.Fatalf("round %d:\n%s", round, docs)
 		}
 	}
+	if compressed < 20 {
+		t.Errorf("only %d of 30 rounds had classes with several workloads: the test exercises little", compressed)
+	}
+}
+
+// checkAgainstCheck compares every cell with engine.Check for the same
+// connection or request (nil http: a TCP connection, as Pairs asks it).
+func checkAgainstCheck(t *testing.T, e *engine.Engine, m *Matrix, http *engine.PairHTTP) {
+	t.Helper()
+	m.Each(func(c Cell) bool {
+		req := engine.Request{From: c.From, To: c.To, Port: c.Port}
+		if http != nil {
+			req.HTTP = &engine.HTTPRequest{Method: http.Method, Path: http.Path, Host: e.DefaultHost(c.To), Headers: http.Headers}
+		}
+		v, err := e.Check(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := ""
+		if !v.Allowed {
+			want = v.DecidedBy.Layer
+		}
+		if v.Allowed != c.Allowed || want != c.Layer {
+			t.Errorf("%s -> %s:%d http=%+v: matrix %v %q, Check %v %q (%s)", c.From.Key(), c.To.Key(), c.Port, http, c.Allowed, c.Layer, v.Allowed, want, v.DecidedBy.Reason)
+			return false
+		}
+		return true
+	})
 }
 
 // randomMesh is workloads over a few namespaces, apps, tiers and service
-// accounts, with a mix of AuthorizationPolicies, NetworkPolicies and
-// CiliumNetworkPolicies.
+// accounts — some of them Pods with addresses, some on the host network —
+// with Services (some ports opaque), and a mix of every policy kind and of
+// the fields that make workloads distinguishable: Cilium selectors on
+// service accounts, egress and ingress HTTP rules, NetworkPolicy named
+// ports, AuthorizationPolicy principals, namespaces, paths, hosts, SNI and
+// ipBlocks, PeerAuthentication modes and DestinationRules selecting clients.
 func randomMesh(rng *rand.Rand, workloads, policies int) string {
 	var b strings.Builder
 	nss := []string{"a", "b", "c"}
@@ -80,8 +118,19 @@ func randomMesh(rng *rand.Rand, workloads, policies int) string {
 	}
 	for i := 0; i < workloads; i++ {
 		ns := nss[rng.IntN(len(nss))]
-		fmt.Fprintf(&b, "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: w%d, namespace: %s}\nspec:\n  template:\n    metadata: {labels: {app: app%d, tier: t%d, id: w%d}}\n    spec: {serviceAccountName: sa%d, containers: [{name: c, ports: [{name: http, containerPort: 8080}, {containerPort: 9090}]}]}\n---\n",
-			i, ns, rng.IntN(4), rng.IntN(3), i, rng.IntN(3))
+		labels := fmt.Sprintf("{app: app%d, tier: t%d, id: w%d}", rng.IntN(4), rng.IntN(3), i)
+		spec := fmt.Sprintf("{serviceAccountName: sa%d, containers: [{name: c, ports: [{name: http, containerPort: 8080}, {containerPort: 9090}]}]}", rng.IntN(3))
+		switch rng.IntN(8) {
+		case 0: // a Pod with an address
+			fmt.Fprintf(&b, "apiVersion: v1\nkind: Pod\nmetadata: {name: w%d, namespace: %s, labels: %s}\nspec: %s\nstatus: {podIP: 10.%d.0.%d}\n---\n",
+				i, ns, labels, spec, rng.IntN(2), i+1)
+		case 1: // on the host network
+			spec = strings.Replace(spec, "{serviceAccountName", "{hostNetwork: true, serviceAccountName", 1)
+			fmt.Fprintf(&b, "apiVersion: v1\nkind: Pod\nmetadata: {name: w%d, namespace: %s, labels: %s}\nspec: %s\n---\n", i, ns, labels, spec)
+		default:
+			fmt.Fprintf(&b, "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: w%d, namespace: %s}\nspec:\n  template:\n    metadata: {labels: %s}\n    spec: %s\n---\n",
+				i, ns, labels, spec)
+		}
 	}
 	// Services by app, some declaring a port opaque; the class folding
 	// must keep what makes a port opaque TCP.
@@ -92,12 +141,21 @@ func randomMesh(rng *rand.Rand, workloads, policies int) string {
 				app, ns, app, name, []int{8080, 9090}[rng.IntN(2)])
 		}
 	}
-	if rng.IntN(3) == 0 {
+	switch rng.IntN(3) {
+	case 0:
 		fmt.Fprintf(&b, "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: dr, namespace: a}\nspec:\n  host: svc1.a.svc.cluster.local\n  trafficPolicy: {tls: {mode: DISABLE}}\n---\n")
+	case 1: // only for some clients
+		fmt.Fprintf(&b, "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: dr, namespace: %s}\nspec:\n  host: svc%d.%s.svc.cluster.local\n  workloadSelector: {matchLabels: {tier: t%d}}\n  trafficPolicy: {tls: {mode: DISABLE}}\n---\n",
+			nss[rng.IntN(3)], rng.IntN(4), nss[rng.IntN(3)], rng.IntN(3))
+	}
+	for _, ns := range nss {
+		if mode := []string{"", "PERMISSIVE", "DISABLE"}[rng.IntN(3)]; mode != "" {
+			fmt.Fprintf(&b, "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: pa, namespace: %s}\nspec: {mtls: {mode: %s}}\n---\n", ns, mode)
+		}
 	}
 	for i := 0; i < policies; i++ {
 		ns := nss[rng.IntN(len(nss))]
-		switch rng.IntN(4) {
+		switch rng.IntN(9) {
 		case 0:
 			fmt.Fprintf(&b, "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ap%d, namespace: %s}\nspec:\n  selector: {matchLabels: {app: app%d}}\n  action: %s\n  rules:\n  - from: [{source: {principals: [cluster.local/ns/%s/sa/sa%d]}}]\n    to: [{operation: {ports: [\"%d\"]}}]\n---\n",
 				i, ns, rng.IntN(4), []string{"ALLOW", "DENY"}[rng.IntN(2)], nss[rng.IntN(3)], rng.IntN(3), []int{8080, 9090}[rng.IntN(2)])
@@ -107,9 +165,28 @@ func randomMesh(rng *rand.Rand, workloads, policies int) string {
 		case 2:
 			fmt.Fprintf(&b, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: np%d, namespace: %s}\nspec:\n  podSelector: {matchLabels: {tier: t%d}}\n  ingress:\n  - from: [{namespaceSelector: {matchLabels: {team: t-%s}}, podSelector: {matchExpressions: [{key: app, operator: NotIn, values: [app%d]}]}}]\n    ports: [{port: http}]\n---\n",
 				i, ns, rng.IntN(3), nss[rng.IntN(3)], rng.IntN(4))
-		default:
+		case 3:
 			fmt.Fprintf(&b, "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: cnp%d, namespace: %s}\nspec:\n  endpointSelector: {matchLabels: {app: app%d}}\n  egress:\n  - toEndpoints: [{matchLabels: {tier: t%d, k8s:io.kubernetes.pod.namespace: %s}}]\n    toPorts: [{ports: [{port: \"9090\", protocol: TCP}]}]\n---\n",
 				i, ns, rng.IntN(4), rng.IntN(3), nss[rng.IntN(3)])
+		case 4: // the service account in Cilium's identity
+			fmt.Fprintf(&b, "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: cnp%d, namespace: %s}\nspec:\n  endpointSelector: {matchLabels: {tier: t%d}}\n  ingress:\n  - fromEndpoints: [{matchLabels: {k8s:io.cilium.k8s.policy.serviceaccount: sa%d, k8s:io.kubernetes.pod.namespace: %s}}]\n---\n",
+				i, ns, rng.IntN(3), rng.IntN(3), nss[rng.IntN(3)])
+		case 5: // HTTP rules at the client's egress or the server's ingress
+			dir, peer := "ingress", "fromEndpoints"
+			if rng.IntN(2) == 0 {
+				dir, peer = "egress", "toEndpoints"
+			}
+			fmt.Fprintf(&b, "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: cnp%d, namespace: %s}\nspec:\n  endpointSelector: {matchLabels: {app: app%d}}\n  %s:\n  - %s: [{matchLabels: {tier: t%d}}]\n    toPorts: [{ports: [{port: \"8080\", protocol: TCP}], rules: {http: [{method: POST, path: \"/x.*\"}]}}]\n---\n",
+				i, ns, rng.IntN(4), dir, peer, rng.IntN(3))
+		case 6: // hosts and SNI name the Service
+			fmt.Fprintf(&b, "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ap%d, namespace: %s}\nspec:\n  action: DENY\n  rules:\n  - to: [{operation: {hosts: [\"svc%d.%s.svc.cluster.local\"]}}]\n---\n",
+				i, ns, rng.IntN(4), ns)
+		case 7:
+			fmt.Fprintf(&b, "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ap%d, namespace: %s}\nspec:\n  action: DENY\n  rules:\n  - when: [{key: connection.sni, values: [\"outbound_.80_._.svc%d.%s.svc.cluster.local\"]}]\n---\n",
+				i, ns, rng.IntN(4), ns)
+		default: // addresses
+			fmt.Fprintf(&b, "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ap%d, namespace: %s}\nspec:\n  action: DENY\n  rules:\n  - from: [{source: {ipBlocks: [10.%d.0.0/16]}}]\n---\n",
+				i, ns, rng.IntN(2))
 		}
 	}
 	return b.String()

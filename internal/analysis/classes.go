@@ -28,7 +28,7 @@ type Class struct {
 }
 
 // labelUse records what the policies ask of one label key: which values
-// they name, and whether they only ask for its presence.
+// they name (a selector that only asks for the key's presence names none).
 type labelUse struct {
 	values map[string]bool
 }
@@ -69,7 +69,8 @@ func classify(snap *config.Snapshot, selectsClients bool) ([]*Class, []int) {
 		if ipMatters {
 			ips = fmt.Sprint(w.IPs)
 		}
-		netKey := fmt.Sprintf("%s|%v|%s", w.Namespace, w.HostNetwork, labels)
+		// Cilium's identity carries the service account as a label.
+		netKey := fmt.Sprintf("%s|%s|%v|%s", w.Namespace, w.ServiceAccount, w.HostNetwork, labels)
 		meshKey := fmt.Sprintf("%s|%s|%s", w.Namespace, w.ServiceAccount, ips)
 		if selectsClients {
 			meshKey += "|" + labels
@@ -263,7 +264,8 @@ func hostsMatter(snap *config.Snapshot) bool {
 				}
 			}
 			for _, c := range rule.GetWhen() {
-				if k := strings.ToLower(c.GetKey()); k == "request.headers[:authority]" || k == "request.headers[host]" {
+				// The SNI names the Service too.
+				if k := strings.ToLower(c.GetKey()); k == "request.headers[:authority]" || k == "request.headers[host]" || k == "connection.sni" {
 					return true
 				}
 			}

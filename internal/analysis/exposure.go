@@ -14,10 +14,14 @@ type Exposure struct {
 	Workload   *config.Workload
 	Direct     int
 	Transitive int
+	// Possible is how many it would reach with no policy at all: the
+	// other workloads that declare a port the matrix asks about.
+	Possible int
 }
 
 // ExposureReport is the exposure of every workload, against the same
-// inventory without any policy, where every workload reaches every other.
+// inventory without any policy, where every workload reaches every other
+// that listens on a port.
 type ExposureReport struct {
 	Workloads []Exposure // largest blast radius first
 	// Paths counts the lateral paths: ordered pairs (a, b) where a
@@ -79,9 +83,17 @@ func (m *Matrix) Exposure() *ExposureReport {
 		reach[ci] = r
 	}
 	report := &ExposureReport{}
-	total := len(m.Workloads)
-	report.Baseline = total * (total - 1)
+	listening := 0 // workloads with a port: what no policy lets everyone reach
+	for d, class := range m.Classes {
+		if len(m.ports[d]) > 0 {
+			listening += len(class.Members)
+		}
+	}
 	for c, class := range m.Classes {
+		possible := listening
+		if len(m.ports[c]) > 0 {
+			possible-- // not itself
+		}
 		direct, transitive := 0, 0
 		for _, d := range succ[c] {
 			direct += len(m.Classes[d].Members)
@@ -102,9 +114,10 @@ func (m *Matrix) Exposure() *ExposureReport {
 			direct--
 		}
 		for _, w := range class.Members {
-			report.Workloads = append(report.Workloads, Exposure{Workload: w, Direct: direct, Transitive: transitive})
+			report.Workloads = append(report.Workloads, Exposure{Workload: w, Direct: direct, Transitive: transitive, Possible: possible})
 			report.Paths += transitive
 			report.DirectPaths += direct
+			report.Baseline += possible
 		}
 	}
 	sort.SliceStable(report.Workloads, func(i, j int) bool {

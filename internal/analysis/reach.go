@@ -31,6 +31,9 @@ type ReachOptions struct {
 	// HTTP is the request every cell asks about. nil asks whether any
 	// request could pass, the client choosing it (engine.PairHTTP.Any).
 	HTTP *engine.PairHTTP
+	// Connection asks about a bare TCP connection instead, as check does
+	// without a method or path.
+	Connection bool
 	// Port restricts destinations to one port; 0 means every TCP port a
 	// destination declares.
 	Port uint16
@@ -77,7 +80,10 @@ func Reach(e *engine.Engine, opts ReachOptions) *Matrix {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	if opts.HTTP == nil {
+	switch {
+	case opts.Connection:
+		opts.HTTP = nil
+	case opts.HTTP == nil:
 		opts.HTTP = &engine.PairHTTP{Any: true}
 	}
 	var next, done atomic.Int64
@@ -204,7 +210,7 @@ func (m *Matrix) Each(f func(Cell) bool) {
 	}
 }
 
-// reaches reports whether from reaches to on any port.
+// reachesClass reports whether class s reaches class d on some port.
 func (m *Matrix) reachesClass(s, d int) bool {
 	for pi := range m.ports[d] {
 		if m.cells[d][pi][s] == 0 {

@@ -274,3 +274,34 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestDirectivesStayWithTheirDocument: a %YAML directive belongs to the
+// document its "---" starts (YAML 1.2 §9.2), and line numbers after it
+// are the file's.
+func TestDirectivesStayWithTheirDocument(t *testing.T) {
+	in := `apiVersion: v1
+kind: Namespace
+metadata: {name: a}
+---
+%YAML 1.1
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: b}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p, namespace: b}
+spec:
+  unknown: 1
+`
+	snap, errs := Parse("in.yaml", []byte(in))
+	if len(errs) != 1 || errs[0].Source.Line != 15 || errs[0].Source.Doc != 3 {
+		t.Fatalf("want one error at line 15 of document 3, got %v", errs)
+	}
+	for _, ns := range []string{"a", "b"} {
+		if n := snap.Inventory.Namespaces[ns]; n == nil || !n.Declared {
+			t.Errorf("namespace %s not read", ns)
+		}
+	}
+}

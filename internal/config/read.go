@@ -172,6 +172,9 @@ type streamPart struct {
 func splitStream(data []byte) []streamPart {
 	var parts []streamPart
 	start, startLine, line := 0, 1, 1
+	// Directives (%YAML, %TAG) belong to the document their "---" starts:
+	// dirOff and dirLine mark the run of directive lines just before it.
+	dirOff, dirLine := -1, 0
 	for off := 0; off < len(data); {
 		end := bytes.IndexByte(data[off:], '\n')
 		next := len(data)
@@ -179,9 +182,23 @@ func splitStream(data []byte) []streamPart {
 			next = off + end + 1
 		}
 		l := bytes.TrimRight(data[off:next], "\r\n")
-		if off > start && (bytes.Equal(l, []byte("---")) || bytes.HasPrefix(l, []byte("--- ")) || bytes.HasPrefix(l, []byte("---\t"))) {
-			parts = append(parts, streamPart{line: startLine, text: data[start:off]})
-			start, startLine = off, line
+		switch {
+		case bytes.HasPrefix(l, []byte("%")):
+			if dirOff < 0 {
+				dirOff, dirLine = off, line
+			}
+		case bytes.Equal(l, []byte("---")) || bytes.HasPrefix(l, []byte("--- ")) || bytes.HasPrefix(l, []byte("---\t")):
+			cut, cutLine := off, line
+			if dirOff >= 0 {
+				cut, cutLine = dirOff, dirLine
+			}
+			if cut > start {
+				parts = append(parts, streamPart{line: startLine, text: data[start:cut]})
+				start, startLine = cut, cutLine
+			}
+			dirOff = -1
+		default:
+			dirOff = -1
 		}
 		off = next
 		line++

@@ -262,7 +262,7 @@ func (e *Engine) Check(req Request) (*Verdict, error) {
 		ar.Peer = e.Identity(req.From)
 		v.Request.Identity = ar.Peer
 		if sp != nil {
-			ar.SNI = fmt.Sprintf("outbound_.%d_._.%s.%s.svc.%s", sp.Port, svc.Name, svc.Namespace, trafficpolicy.ClusterDomain)
+			ar.SNI = serviceSNI(svc, sp)
 		}
 		v.step(LayerMTLS, "pass", fmt.Sprintf("%s; mutual TLS, peer identity %s", modeText, ar.Peer))
 	} else {
@@ -440,6 +440,12 @@ func (e *Engine) DefaultHost(w *config.Workload) string {
 		return fmt.Sprintf("%s.%s.svc.%s", svcs[0].Name, svcs[0].Namespace, trafficpolicy.ClusterDomain)
 	}
 	return w.Name
+}
+
+// serviceSNI is the SNI an Istio client sends to a Service port:
+// outbound_.PORT_._.NAME.NAMESPACE.svc.DOMAIN.
+func serviceSNI(svc *config.Service, sp *config.ServicePort) string {
+	return fmt.Sprintf("outbound_.%d_._.%s.%s.svc.%s", sp.Port, svc.Name, svc.Namespace, trafficpolicy.ClusterDomain)
 }
 
 // servicePort finds the Service port that targets the workload port.

@@ -31,6 +31,7 @@ type pairPort struct {
 	svc    *config.Service
 	sp     *config.ServicePort
 	opaque bool
+	sni    string // what an Istio client sends to the port's Service
 }
 
 type portKey struct {
@@ -68,6 +69,9 @@ func (p *Pairs) port(dst *config.Workload, port uint16) *pairPort {
 	pp := &pairPort{}
 	pp.svc, pp.sp = p.e.servicePort(dst, port)
 	_, pp.opaque = opaqueProtocol(pp.sp)
+	if pp.sp != nil {
+		pp.sni = serviceSNI(pp.svc, pp.sp)
+	}
 	p.ports[k] = pp
 	return pp
 }
@@ -94,36 +98,48 @@ func (p *Pairs) Decide(src, dst *config.Workload, port uint16, http *PairHTTP) (
 }
 
 // Network decides the network layers: the client's egress and the
-// server's ingress policy, and Cilium's HTTP rules. Its answer depends on
-// the client only through its namespace, labels and host networking (and
-// the namespace decides whether the client's sidecar uses mTLS, which
-// Cilium's HTTP proxy cannot read).
+// server's ingress policy, and Cilium's HTTP rules at either. Its answer
+// depends on the client only through its Cilium identity (namespace,
+// labels, service account, host networking) and whether its sidecar uses
+// mTLS, which Cilium's HTTP proxy cannot read (namespace, and labels when a
+// DestinationRule selects clients). It follows Check's network layers.
 func (p *Pairs) Network(src, dst *config.Workload, port uint16, http *PairHTTP) (allowed bool, layer string) {
 	e := p.e
 	if len(e.net.Policies) == 0 && e.net.Settings.EnforcementMode == "default" {
 		return true, ""
 	}
 	from, to := p.end(src), p.end(dst)
-	if v := e.net.DecideOnce(from.endpoint, netpol.Egress, to.peer, port, "TCP"); !v.Allowed {
-		return false, LayerNetworkEgress
-	}
-	v := e.net.DecideOnce(to.endpoint, netpol.Ingress, from.peer, port, "TCP")
-	if !v.Allowed {
-		return false, LayerNetworkIngress
-	}
-	if v.L7 {
-		if p.mtls(src, dst, port) || http == nil {
-			// Cilium's HTTP proxy cannot read Istio mTLS; a request
-			// that is not HTTP cannot pass an HTTP proxy either.
-			return false, LayerL7
+	var l7 [][]*netpol.Entry
+	for _, side := range []struct {
+		layer string
+		ep    *netpol.Endpoint
+		dir   netpol.Direction
+		peer  *netpol.Peer
+	}{
+		{LayerNetworkEgress, from.endpoint, netpol.Egress, to.peer},
+		{LayerNetworkIngress, to.endpoint, netpol.Ingress, from.peer},
+	} {
+		v := e.net.DecideOnce(side.ep, side.dir, side.peer, port, "TCP")
+		if !v.Allowed {
+			return false, side.layer
 		}
-		entries := e.net.HTTPEntries(to.endpoint, netpol.Ingress, from.peer, port, "TCP")
-		if http.Any {
-			if len(entries) == 0 {
+		if v.L7 {
+			l7 = append(l7, e.net.HTTPEntries(side.ep, side.dir, side.peer, port, "TCP"))
+		}
+	}
+	for _, entries := range l7 {
+		switch {
+		case p.mtls(src, dst, port):
+			// Cilium's HTTP proxy cannot read Istio mTLS.
+			return false, LayerL7
+		case http == nil || http.Any:
+			// A connection opens (Check warns that a client not speaking
+			// HTTP fails); some request passes an HTTP rule the peer has.
+		default:
+			hr := &netpol.HTTPRequest{Method: http.Method, Path: http.Path, Host: to.host, Headers: http.Headers.Get}
+			if !netpol.DecideHTTP(entries, hr).Allowed {
 				return false, LayerL7
 			}
-		} else if hv := netpol.DecideHTTP(entries, &netpol.HTTPRequest{Method: http.Method, Path: http.Path, Host: to.host, Headers: http.Headers.Get}); !hv.Allowed {
-			return false, LayerL7
 		}
 	}
 	return true, ""
@@ -149,6 +165,9 @@ func (p *Pairs) Mesh(src, dst *config.Workload, port uint16, http *PairHTTP) (al
 	}
 	if mtlsOn {
 		c.Peer = from.identity
+		if pp := p.port(dst, port); pp.sp != nil {
+			c.SNI = pp.sni
+		}
 	}
 	// Cilium's HTTP rules belong to Network; the Inbound methods skip
 	// them when net is nil.

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -22,13 +23,17 @@ type Set struct {
 	mu      sync.RWMutex
 	svids   []*x509svid.SVID
 	bundles *x509bundle.Set
+	lastErr error         // the last watch error, until the next update
 	changed chan struct{} // closed and replaced on every update
 	cancel  context.CancelFunc
 	done    chan struct{}
+	err     error // why the watch ended, once done is closed
 }
 
 // Watch connects to the Workload API at addr ("unix:///path") and returns
-// once the first update has arrived.
+// once the first update has arrived. Until then the client retries as
+// go-spiffe does (a caller without an identity is refused and retries);
+// ctx bounds the wait, and the error then says what the API last answered.
 func Watch(ctx context.Context, addr string) (*Set, error) {
 	client, err := workloadapi.New(ctx, workloadapi.WithAddr(addr))
 	if err != nil {
@@ -40,13 +45,21 @@ func Watch(ctx context.Context, addr string) (*Set, error) {
 	go func() {
 		defer close(s.done)
 		defer client.Close()
-		_ = client.WatchX509Context(wctx, s)
+		s.err = client.WatchX509Context(wctx, s)
 	}()
 	select {
 	case <-first:
 		return s, nil
+	case <-s.done:
+		return nil, fmt.Errorf("workload API %s: %w", addr, s.err)
 	case <-ctx.Done():
+		s.mu.RLock()
+		last := s.lastErr
+		s.mu.RUnlock()
 		s.Close()
+		if last != nil {
+			return nil, fmt.Errorf("workload API %s: no SVID: %w", addr, last)
+		}
 		return nil, fmt.Errorf("workload API %s: %w", addr, ctx.Err())
 	}
 }
@@ -60,7 +73,7 @@ func (s *Set) Close() {
 // OnX509ContextUpdate implements workloadapi.X509ContextWatcher.
 func (s *Set) OnX509ContextUpdate(c *workloadapi.X509Context) {
 	s.mu.Lock()
-	s.svids, s.bundles = c.SVIDs, c.Bundles
+	s.svids, s.bundles, s.lastErr = c.SVIDs, c.Bundles, nil
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.mu.Unlock()
@@ -68,7 +81,11 @@ func (s *Set) OnX509ContextUpdate(c *workloadapi.X509Context) {
 
 // OnX509ContextWatchError implements workloadapi.X509ContextWatcher; the
 // client retries on its own and the last context stays in use.
-func (s *Set) OnX509ContextWatchError(error) {}
+func (s *Set) OnX509ContextWatchError(err error) {
+	s.mu.Lock()
+	s.lastErr = err
+	s.mu.Unlock()
+}
 
 // IDs lists the SPIFFE IDs served now.
 func (s *Set) IDs() []spiffeid.ID {
@@ -99,29 +116,38 @@ func (s *Set) WaitFor(ctx context.Context, id spiffeid.ID) error {
 }
 
 // For returns a source of the SVID with id and of the bundles. A zero id
-// takes the first SVID served, the Workload API's default.
-func (s *Set) For(id spiffeid.ID) *Source { return &Source{set: s, id: id} }
+// takes the first SVID served, the Workload API's default, until Pin.
+func (s *Set) For(id spiffeid.ID) *Source {
+	src := &Source{set: s}
+	src.id.Store(&id)
+	return src
+}
 
 // Source is an x509svid.Source and x509bundle.Source over a Set.
 type Source struct {
 	set *Set
-	id  spiffeid.ID
+	id  atomic.Pointer[spiffeid.ID]
 }
+
+// Pin makes the source serve id from now on: a process that learns its
+// identity after it started (from its first policy) keeps one source.
+func (src *Source) Pin(id spiffeid.ID) { src.id.Store(&id) }
 
 // GetX509SVID returns the current SVID with the source's ID.
 func (src *Source) GetX509SVID() (*x509svid.SVID, error) {
+	id := *src.id.Load()
 	s := src.set
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	for _, v := range s.svids {
-		if src.id.IsZero() || v.ID == src.id {
+		if id.IsZero() || v.ID == id {
 			return v, nil
 		}
 	}
-	if src.id.IsZero() {
+	if id.IsZero() {
 		return nil, errors.New("the Workload API serves no SVID")
 	}
-	return nil, fmt.Errorf("the Workload API does not serve %s", src.id)
+	return nil, fmt.Errorf("the Workload API does not serve %s", id)
 }
 
 // GetX509BundleForTrustDomain returns the current bundle of td.

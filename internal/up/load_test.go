@@ -2,8 +2,12 @@ package up
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,10 +16,10 @@ import (
 )
 
 // TestRotationAndPolicyUpdateUnderLoad sends allowed traffic through the
-// mesh without pause — HTTP with and without keep-alive, and PostgreSQL's
-// TCP path — while every SVID rotates (20 s lifetimes, renewed at half
-// life) and a policy file is edited and redistributed to every proxy. No
-// request may fail.
+// mesh without pause — HTTP on kept-alive and on new connections, and TCP
+// connections on PostgreSQL's port — while every SVID rotates (20 s
+// lifetimes, renewed at half life) and a policy file is edited and
+// redistributed to every proxy. No request may fail.
 func TestRotationAndPolicyUpdateUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a loaded mesh for 15s")
@@ -56,6 +60,8 @@ func TestRotationAndPolicyUpdateUnderLoad(t *testing.T) {
 		}
 		failMu.Unlock()
 	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	defer client.CloseIdleConnections()
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := range 4 {
@@ -68,26 +74,27 @@ func TestRotationAndPolicyUpdateUnderLoad(t *testing.T) {
 					return
 				default:
 				}
-				var got string
+				var got, want string
 				var err error
-				if i == 3 {
-					got, err = tcpCall(ctx, pg)
-					if got != "echoed" {
-						fail("postgres: " + got)
-						continue
-					}
-				} else {
+				switch i {
+				case 0: // one kept-alive connection to the client's proxy
+					want = "200"
+					got, err = keepAlive(ctx, client, pay)
+				case 1, 2: // a new connection each time
+					want = "200"
 					got, err = httpCall(ctx, pay, "POST", "/v1/charges", "payment-service.production.svc.cluster.local", nil)
-					if got != "200" {
-						fail("POST /v1/charges: " + got)
-						continue
-					}
+				default:
+					want = "echoed"
+					got, err = tcpCall(ctx, pg)
 				}
-				if err != nil {
+				switch {
+				case err != nil:
 					fail(err.Error())
-					continue
+				case got != want:
+					fail(fmt.Sprintf("worker %d: %s, want %s", i, got, want))
+				default:
+					ok.Add(1)
 				}
-				ok.Add(1)
 			}
 		}()
 	}
@@ -121,6 +128,21 @@ func TestRotationAndPolicyUpdateUnderLoad(t *testing.T) {
 		t.Error("payment-service's SVID did not rotate")
 	}
 	t.Logf("%d requests, none failed", ok.Load())
+}
+
+// keepAlive posts a charge on a client that reuses its connection.
+func keepAlive(ctx context.Context, c *http.Client, addr string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, "POST", "http://"+addr+"/v1/charges", strings.NewReader("{}"))
+	if err != nil {
+		return "", err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	return strconv.Itoa(resp.StatusCode), nil
 }
 
 func copyDir(src, dst string) error {

@@ -135,6 +135,11 @@ func Start(ctx context.Context, opts Options) (_ *Mesh, err error) {
 	if len(snap.Inventory.Workloads) == 0 {
 		return nil, fmt.Errorf("%s: no workloads to run (an inventory or Deployment manifests are needed)", strings.Join(opts.Files, ", "))
 	}
+	for key := range opts.Apps {
+		if !declares(snap, key) {
+			return nil, fmt.Errorf("app %s: no such workload port in the inventory", key)
+		}
+	}
 	td, err := spiffeid.TrustDomainFromString(snap.Mesh.TrustDomain())
 	if err != nil {
 		return nil, fmt.Errorf("trust domain: %w", err)
@@ -162,7 +167,7 @@ func Start(ctx context.Context, opts Options) (_ *Mesh, err error) {
 	select {
 	case <-srv.Ready():
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, m.failure(ctx)
 	}
 
 	m.Policy = &controlplane.Server{Sources: opts.Files, CiliumValues: opts.CiliumValues, SVIDs: srv, Bundles: srv, Logger: log.With("component", "policy")}
@@ -221,7 +226,7 @@ func (m *Mesh) startAgent(ctx context.Context, srv *server.Server, td spiffeid.T
 	case <-a.Ready():
 		return agentID, nil
 	case <-ctx.Done():
-		return spiffeid.ID{}, ctx.Err()
+		return spiffeid.ID{}, m.failure(ctx)
 	case <-time.After(30 * time.Second):
 		return spiffeid.ID{}, errors.New("the agent did not become ready in 30s")
 	}
@@ -288,6 +293,9 @@ func (m *Mesh) startProxies(ctx context.Context, opts Options, td spiffeid.Trust
 			if err != nil {
 				return err
 			}
+			// A proxy closes its listeners when it stops; this closes
+			// them too if start-up fails before a proxy takes them.
+			go func() { <-ctx.Done(); ln.Close() }()
 			ports[p.Port] = ln
 		}
 		inbound[w] = ports
@@ -307,6 +315,9 @@ func (m *Mesh) startProxies(ctx context.Context, opts Options, td spiffeid.Trust
 		err := set.WaitFor(wctx, id)
 		cancel()
 		if err != nil {
+			if ctx.Err() != nil {
+				return m.failure(ctx)
+			}
 			return fmt.Errorf("%s: %w", cw.Key(), err)
 		}
 		src := set.For(id)
@@ -334,7 +345,6 @@ func (m *Mesh) startProxies(ctx context.Context, opts Options, td spiffeid.Trust
 		if err != nil {
 			return err
 		}
-		go func() { <-ctx.Done(); closeAll(files) }()
 		cfg.AccessLog, cfg.FlowLog, cfg.AuditLog = files[0], files[1], files[2]
 
 		w.Engines = &controlplane.Engines{Options: opts.Engine, Workload: cw.Key()}
@@ -343,6 +353,7 @@ func (m *Mesh) startProxies(ctx context.Context, opts Options, td spiffeid.Trust
 			ServerID: identity.ServerID(td), Apply: w.Engines.Apply, MinBackoff: 50 * time.Millisecond, Logger: log.With("component", "policy-client", "workload", cw.Key())}
 		p, err := proxy.New(cfg)
 		if err != nil {
+			closeAll(files)
 			return fmt.Errorf("%s: %w", cw.Key(), err)
 		}
 		w.Proxy = p
@@ -351,7 +362,10 @@ func (m *Mesh) startProxies(ctx context.Context, opts Options, td spiffeid.Trust
 		}
 		w.Metrics = p.MetricsAddr().String()
 		m.run("policy client "+cw.Key(), func() error { return w.Client.Run(ctx) })
-		m.run("proxy "+cw.Key(), func() error { return p.Run(ctx) })
+		m.run("proxy "+cw.Key(), func() error {
+			defer closeAll(files) // after the drain has logged the last requests
+			return p.Run(ctx)
+		})
 		m.Workloads = append(m.Workloads, w)
 	}
 	deadline := time.Now().Add(30 * time.Second)
@@ -362,7 +376,7 @@ func (m *Mesh) startProxies(ctx context.Context, opts Options, td spiffeid.Trust
 			}
 			select {
 			case <-ctx.Done():
-				return ctx.Err()
+				return m.failure(ctx)
 			case <-time.After(20 * time.Millisecond):
 			}
 		}
@@ -388,6 +402,25 @@ func (m *Mesh) startApp(ctx context.Context, opts Options, w *config.Workload, p
 		m.run("echo "+w.Key(), func() error { return echo.ServeHTTP(ln, w.Key()) })
 	}
 	return ln.Addr().String(), nil
+}
+
+// declares reports whether "namespace/name:port" names a TCP port of a
+// workload of snap.
+func declares(snap *config.Snapshot, key string) bool {
+	name, port, ok := strings.Cut(key, ":")
+	if !ok {
+		return false
+	}
+	w, err := snap.Inventory.Workload(name)
+	if err != nil {
+		return false
+	}
+	for _, p := range w.Ports {
+		if p.Protocol == "TCP" && strconv.Itoa(int(p.Port)) == port {
+			return true
+		}
+	}
+	return false
 }
 
 func openLogs(dir string, w *config.Workload) ([]*os.File, error) {
@@ -432,6 +465,17 @@ func (m *Mesh) run(name string, f func() error) {
 			m.cancel()
 		}
 	}()
+}
+
+// failure is why ctx ended during start-up: the component that failed, or
+// the caller's cancellation.
+func (m *Mesh) failure(ctx context.Context) error {
+	m.errMu.Lock()
+	defer m.errMu.Unlock()
+	if m.err != nil {
+		return m.err
+	}
+	return ctx.Err()
 }
 
 // Wait blocks until the mesh has stopped and returns the first failure.
