@@ -340,9 +340,15 @@ func anyClaimValue(vs []value, claim any) bool {
 // It answers the lateral-movement question — whoever controls a workload
 // chooses its requests but not its identity — so request-level conditions
 // (paths, methods, headers, hosts, JWT principals and claims) are assumed
-// satisfiable in ALLOW rules, and a DENY or failing CUSTOM rule counts only
-// when it holds for every request: when it has no request-level condition.
-// r.HTTP and the request fields are ignored.
+// satisfiable in ALLOW rules, and a DENY rule, or a CUSTOM rule that denies
+// (a missing provider, or an external authorizer not assumed to allow),
+// counts only when it holds for every request: when it has no
+// request-level condition. r.HTTP and the request fields are ignored.
+//
+// It answers for the HTTP filter chain. A port with no declared protocol
+// is sniffed, and a client sending non-HTTP bytes there meets the TCP chain
+// instead, where an HTTP ext_authz provider is ignored; that path is not
+// modelled, as Check does not model sniffing either.
 func (s *Set) MayAllow(r *Request) bool {
 	everyRequest := func(l *ruleList) bool {
 		for _, ru := range l.rules {
