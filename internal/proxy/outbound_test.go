@@ -226,9 +226,7 @@ func TestOutlierStateMachine(t *testing.T) {
 func TestRetries(t *testing.T) {
 	m := newMesh(t, flakyDR(""), Limits{})
 	unavailable, good := statusServer(t, 503), statusServer(t, 200)
-	closed, _ := net.Listen("tcp", "127.0.0.1:0")
-	closedAddr := closed.Addr().String()
-	closed.Close()
+	closedAddr := refusingAddr(t)
 	plain := &http.Client{Timeout: 10 * time.Second}
 
 	url, _ := frontendTo(t, m, "shop/flaky:8080", unavailable.addr, good.addr)

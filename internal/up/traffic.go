@@ -6,12 +6,14 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -298,6 +300,9 @@ func httpCall(ctx context.Context, addr, method, path, host string, headers auth
 func tcpCall(ctx context.Context, addr string) (string, error) {
 	d := net.Dialer{Timeout: 5 * time.Second}
 	conn, err := d.DialContext(ctx, "tcp", addr)
+	if errors.Is(err, syscall.ECONNRESET) {
+		return "reset", nil // the proxy refused it as soon as it accepted it
+	}
 	if err != nil {
 		return "", err // the local listener itself is unreachable: a failure of the demo
 	}
