@@ -5,7 +5,7 @@ GO ?= go
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 EXAMPLE := examples/reference-system
 
-.PHONY: demo test build bench fuzz
+.PHONY: demo test build bench bench-proxy fuzz
 
 build:
 	$(GO) build -o bin/palisade ./cmd/palisade
@@ -24,6 +24,11 @@ test:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# The data plane under load, against a direct baseline and HAProxy doing
+# the same mTLS hop pair (installs HAProxy with apt-get when root).
+bench-proxy: build
+	./bench/run.sh
 
 # Runs every fuzz target for FUZZTIME each (default 30s).
 FUZZTIME ?= 30s
