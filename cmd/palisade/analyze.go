@@ -85,11 +85,7 @@ func (f *matrixFlags) matrix(cmd *cobra.Command, paths []string) (*analysis.Matr
 	left := leftOut(loadErrs, eng.Rejected)
 	if len(left) > 0 {
 		if f.strict {
-			var lines []string
-			for _, l := range left {
-				lines = append(lines, fmt.Sprintf("%s: %s: %s", l.Where, l.Object, l.Reason))
-			}
-			return nil, badInput("the input has errors (run palisade validate):\n  %s", strings.Join(lines, "\n  "))
+			return nil, strictError(left)
 		}
 		fmt.Fprintf(cmd.ErrOrStderr(), "palisade: warning: %d resource(s) in %s left out as upstream would reject them (run palisade validate)\n",
 			len(left), strings.Join(paths, ", "))

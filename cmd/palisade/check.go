@@ -125,11 +125,7 @@ func runCheck(cmd *cobra.Command, f *checkFlags) error {
 
 	left := leftOut(loadErrs, eng.Rejected)
 	if f.strict && len(left) > 0 {
-		var lines []string
-		for _, l := range left {
-			lines = append(lines, fmt.Sprintf("%s: %s: %s", l.Where, l.Object, l.Reason))
-		}
-		return badInput("the input has errors (run palisade validate):\n  %s", strings.Join(lines, "\n  "))
+		return strictError(left)
 	}
 
 	req, err := checkRequest(snap, f)
@@ -172,6 +168,15 @@ func leftOut(loadErrs []*config.Error, rejected []engine.Rejection) []engine.Lef
 		out = append(out, engine.LeftOut{Object: r.Object, Where: r.Source.String(), Reason: r.Reason})
 	}
 	return out
+}
+
+// strictError is --strict's refusal of input with resources left out.
+func strictError(left []engine.LeftOut) error {
+	var lines []string
+	for _, l := range left {
+		lines = append(lines, fmt.Sprintf("%s: %s: %s", l.Where, l.Object, l.Reason))
+	}
+	return badInput("the input has errors (run palisade validate):\n  %s", strings.Join(lines, "\n  "))
 }
 
 // entities are Cilium's reserved identities a check can name.
