@@ -142,7 +142,6 @@ Exit status: 0 when the wire agreed with every prediction, 1 otherwise.`,
 
 func runDemo(cmd *cobra.Command, f *meshFlags, traffic string, keep bool) error {
 	out := cmd.OutOrStdout()
-	var trafficData []byte
 	if len(f.files) == 0 {
 		dir := filepath.Join(f.state, "example")
 		if err := extract(examples.FS, dir); err != nil {
