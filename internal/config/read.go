@@ -52,13 +52,12 @@ func readPath(path string, stdin io.Reader) ([]document, []*Error) {
 			return nil
 		}
 		if d.IsDir() {
-			if p != path && strings.HasPrefix(d.Name(), ".") {
+			if p != path && SkippedDir(d.Name()) {
 				return filepath.SkipDir
 			}
 			return nil
 		}
-		switch strings.ToLower(filepath.Ext(p)) {
-		case ".yaml", ".yml", ".json":
+		if SourceFile(p) {
 			ds, es := readFile(p)
 			docs = append(docs, ds...)
 			errs = append(errs, es...)
@@ -70,6 +69,21 @@ func readPath(path string, stdin io.Reader) ([]document, []*Error) {
 	}
 	return docs, errs
 }
+
+// SourceFile reports whether a file found in a directory is read:
+// .yaml, .yml and .json files (a file named on its own is read whatever its
+// name).
+func SourceFile(name string) bool {
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".yaml", ".yml", ".json":
+		return true
+	}
+	return false
+}
+
+// SkippedDir reports whether a subdirectory is left out of a directory
+// read: hidden ones, such as the ..data links of a ConfigMap volume.
+func SkippedDir(name string) bool { return strings.HasPrefix(name, ".") }
 
 func readFile(path string) ([]document, []*Error) {
 	f, err := os.Open(path)

@@ -9,7 +9,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
+
+	"github.com/palisade-security/palisade/internal/config"
 )
 
 // maxFile bounds one source file, as config bounds its inputs.
@@ -46,19 +47,18 @@ func listSources(paths []string, values string) (files []string, fingerprint str
 			continue
 		}
 		// As config reads a directory: recursively, in lexical order,
-		// .yaml, .yml and .json files, hidden subdirectories skipped.
+		// with its rules for which files and subdirectories count.
 		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
 			}
 			if d.IsDir() {
-				if path != p && strings.HasPrefix(d.Name(), ".") {
+				if path != p && config.SkippedDir(d.Name()) {
 					return filepath.SkipDir
 				}
 				return nil
 			}
-			switch strings.ToLower(filepath.Ext(path)) {
-			case ".yaml", ".yml", ".json":
+			if config.SourceFile(path) {
 				return add(path)
 			}
 			return nil

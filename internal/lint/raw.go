@@ -6,9 +6,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/palisade-security/palisade/internal/config"
 )
 
 // rawDoc is one YAML document as written. The loader keeps only the kinds
@@ -45,13 +46,12 @@ func readRaw(paths []string, stdin []byte) []rawDoc {
 				return nil
 			}
 			if d.IsDir() {
-				if q != p && strings.HasPrefix(d.Name(), ".") {
+				if q != p && config.SkippedDir(d.Name()) {
 					return filepath.SkipDir
 				}
 				return nil
 			}
-			switch strings.ToLower(filepath.Ext(q)) {
-			case ".yaml", ".yml", ".json":
+			if config.SourceFile(q) {
 				out = append(out, readRawFile(q)...)
 			}
 			return nil
