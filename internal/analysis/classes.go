@@ -44,6 +44,7 @@ func classify(snap *config.Snapshot, selectsClients bool) ([]*Class, []int) {
 	ipMatters, hostsMatter := addressesMatter(snap), hostsMatter(snap)
 	servicesMatter := hostsMatter || servicesNamed(snap)
 	uses := labelUses(snap, servicesMatter)
+	saSelected := uses[serviceAccountLabel] != nil
 	byKey, netIDs, meshIDs := map[string]int{}, map[string]int{}, map[string]int{}
 	var classes []*Class
 	classOf := make([]int, len(snap.Inventory.Workloads))
@@ -69,8 +70,12 @@ func classify(snap *config.Snapshot, selectsClients bool) ([]*Class, []int) {
 		if ipMatters {
 			ips = fmt.Sprint(w.IPs)
 		}
-		// Cilium's identity carries the service account as a label.
-		netKey := fmt.Sprintf("%s|%s|%v|%s", w.Namespace, w.ServiceAccount, w.HostNetwork, labels)
+		// Cilium's identity carries the service account as a label,
+		// which matters when a selector names it.
+		netKey := fmt.Sprintf("%s|%v|%s", w.Namespace, w.HostNetwork, labels)
+		if saSelected {
+			netKey += "|" + w.ServiceAccount
+		}
 		meshKey := fmt.Sprintf("%s|%s|%s", w.Namespace, w.ServiceAccount, ips)
 		if selectsClients {
 			meshKey += "|" + labels
@@ -113,6 +118,10 @@ func classify(snap *config.Snapshot, selectsClients bool) ([]*Class, []int) {
 	}
 	return classes, classOf
 }
+
+// serviceAccountLabel is the label of a pod's service account in its
+// Cilium identity, as selectors name it without a source prefix.
+const serviceAccountLabel = "io.cilium.k8s.policy.serviceaccount"
 
 // id numbers keys in order of appearance.
 func id(ids map[string]int, key string) int {

@@ -110,7 +110,7 @@ func (p *Pairs) Network(src, dst *config.Workload, port uint16, http *PairHTTP) 
 	}
 	from, to := p.end(src), p.end(dst)
 	var l7 [][]*netpol.Entry
-	for _, side := range []struct {
+	for _, side := range [2]struct {
 		layer string
 		ep    *netpol.Endpoint
 		dir   netpol.Direction
