@@ -33,6 +33,9 @@ type downstream struct {
 	local    netip.AddrPort
 	start    time.Time
 	framing  *framing // HTTP/1 connections only
+	// clAndTE: the request being served had both Content-Length and
+	// Transfer-Encoding (HTTP/1 only, see framing).
+	clAndTE bool
 
 	cv atomic.Pointer[connView]
 }
@@ -100,6 +103,8 @@ func reset(c net.Conn) {
 			x.SetLinger(0)
 			x.Close()
 			return
+		case *sysConn:
+			c = x.TCPConn
 		case *downstream:
 			c = x.Conn
 		case interface{ NetConn() net.Conn }:

@@ -6,23 +6,26 @@ import (
 )
 
 // framing follows the HTTP/1.1 request stream of a connection as
-// net/http's server reads it, to see what the server hides from handlers:
-// whether a request's header block carried both Content-Length and
-// Transfer-Encoding.
+// http.ReadRequest reads it, to see what the parsed request hides: whether
+// its header block carried both Content-Length and Transfer-Encoding, and
+// whether it had a Host header at all.
 //
-// Go's server accepts such a request, drops Content-Length and reads the
+// Go accepts a request with both, drops Content-Length and reads the
 // body as chunked — what RFC 9112 §6.3 allows an intermediary to do. Envoy
 // rejects it with 400 (http1_protocol_options.allow_chunked_length is off
 // by default) because it is the shape of a request smuggling attempt
 // against whatever parses the stream next, and Palisade answers as Envoy
 // does. The other smuggling shapes — differing Content-Length values,
 // several Transfer-Encoding headers, codings other than chunked — are
-// refused by net/http itself (400, 501), before a handler runs.
+// refused by ReadRequest itself (400, 501), before a handler runs.
+// ReadRequest also removes the Host header, so "Host:" with an empty
+// value (valid) cannot be told from no Host header (invalid in
+// HTTP/1.1) without the tracker.
 //
 // The tracker mirrors the server's framing (Content-Length bodies, chunked
 // bodies with trailers, HTTP/1.0 ignoring Transfer-Encoding) so that it
 // finds each header block; were it ever to lose step, the consequence is
-// only that a request is judged by net/http's rule instead of Envoy's.
+// only that a request is judged by Go's rule instead of Envoy's.
 type framing struct {
 	mu sync.Mutex
 	st uint8
@@ -37,14 +40,21 @@ type framing struct {
 	cl        int64
 	sawCL     bool
 	sawTE     bool
+	sawHost   bool
 	http10    bool
 
 	remaining int64
 	chunk     int64
 	chunkExt  bool
 
-	conflicts []bool // one per header block, from conflicts[head] on not yet handled
-	head      int
+	heads []headInfo // one per header block, from heads[head] on not yet handled
+	head  int
+}
+
+// headInfo is what the tracker saw in one request's header block.
+type headInfo struct {
+	clAndTE bool // both Content-Length and Transfer-Encoding, in HTTP/1.1
+	host    bool // a Host header, empty or not
 }
 
 const (
@@ -60,6 +70,7 @@ const (
 	valueOther uint8 = iota
 	valueCL
 	valueTE
+	valueHost
 )
 
 // feed advances the tracker over bytes read from the connection.
@@ -149,6 +160,10 @@ func (f *framing) headByte(c byte) {
 				if f.nameLen == len("transfer-encoding") {
 					f.valueKind = valueTE
 				}
+			case "host":
+				if f.nameLen == len("host") {
+					f.valueKind = valueHost
+				}
 			}
 			return
 		}
@@ -171,14 +186,14 @@ func (f *framing) endLine() {
 		if f.lineNo == 0 {
 			return // empty lines before a request line are skipped
 		}
-		f.conflicts = append(f.conflicts, f.sawCL && f.sawTE && !f.http10)
+		f.heads = append(f.heads, headInfo{clAndTE: f.sawCL && f.sawTE && !f.http10, host: f.sawHost})
 		switch {
 		case f.sawTE && !f.http10:
 			f.st, f.chunk, f.chunkExt = stChunkSize, 0, false
 		case f.sawCL && f.cl > 0:
 			f.st, f.remaining = stBody, f.cl
 		}
-		f.lineNo, f.sawCL, f.sawTE, f.http10 = 0, false, false, false
+		f.lineNo, f.sawCL, f.sawTE, f.sawHost, f.http10 = 0, false, false, false, false
 		return
 	}
 	if f.lineNo == 0 {
@@ -189,26 +204,28 @@ func (f *framing) endLine() {
 			f.sawCL = true
 		case valueTE:
 			f.sawTE = true
+		case valueHost:
+			f.sawHost = true
 		}
 	}
 	f.lineNo++
 	f.lineLen = 0
 }
 
-// next reports, for the next request the server hands a handler, whether
-// its header block had both Content-Length and Transfer-Encoding.
-func (f *framing) next() bool {
+// next reports what the tracker saw in the header block of the request
+// ReadRequest just read; ok is false if it lost step.
+func (f *framing) next() (h headInfo, ok bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.head >= len(f.conflicts) {
-		return false
+	if f.head >= len(f.heads) {
+		return headInfo{}, false
 	}
-	c := f.conflicts[f.head]
+	h = f.heads[f.head]
 	f.head++
-	if f.head == len(f.conflicts) {
-		f.conflicts, f.head = f.conflicts[:0], 0
+	if f.head == len(f.heads) {
+		f.heads, f.head = f.heads[:0], 0
 	}
-	return c
+	return h, true
 }
 
 func unhex(c byte) (byte, bool) {
@@ -224,11 +241,10 @@ func unhex(c byte) (byte, bool) {
 }
 
 // h1Conn is a connection served as HTTP/1.1: reads go through the framing
-// tracker. It carries the connection's metadata for the handler.
+// tracker.
 type h1Conn struct {
 	net.Conn
-	f    framing
-	info *downstream
+	f framing
 }
 
 func (c *h1Conn) Read(b []byte) (int, error) {

@@ -80,12 +80,12 @@ func (p *Proxy) handleInbound(ctx context.Context, ip *inPort, c net.Conn) {
 		return
 	}
 	if d.alpn == "h2" {
-		ip.q.push(conn)
+		ip.h2q.push(conn)
 		return
 	}
-	h := &h1Conn{Conn: conn, info: d}
+	h := &h1Conn{Conn: conn}
 	d.framing = &h.f
-	ip.q.push(h)
+	p.serveHTTP1(h, d, p.serveInbound)
 }
 
 // refused reports a connection refused before any request: at protocol
@@ -112,10 +112,9 @@ func (p *Proxy) refused(d *downstream, v *view, details, flags, reason string) {
 
 // serveInbound is the inbound HTTP handler: the engine decides the
 // request, then it is forwarded to the application.
-func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request) {
-	d := downstreamOf(r)
+func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request, d *downstream) {
 	ip := d.in
-	smuggled := d.framing != nil && d.framing.next()
+	smuggled := d.clAndTE
 	v := p.view()
 	if v == nil {
 		localReply(w, http.StatusServiceUnavailable, "no policy", true)
@@ -182,13 +181,13 @@ func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request) {
 	} else {
 		delete(h, "X-Forwarded-Client-Cert")
 	}
-	p.forward(w, r, rs, ip.app, ip.appS)
+	p.forward(w, r, d, rs, ip.app, ip.appS)
 	p.emitHTTP(rs, cv, d, r)
 }
 
 // forward sends the request to a cluster and the response (or a local
 // reply) back to the client.
-func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rs *reqState, c *cluster, s *settings) {
+func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, d *downstream, rs *reqState, c *cluster, s *settings) {
 	q := &rs.q
 	*q = outReq{method: r.Method, target: rs.path, host: r.Host, header: r.Header, contentLength: r.ContentLength, r: r}
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
@@ -236,7 +235,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, rs *reqState, c 
 		// The upstream broke off mid-body: reset the client's stream so
 		// it does not take a truncated body for a whole one.
 		rs.flags, rs.details = "UC", "upstream_reset_after_response_started{connection_termination}"
-		p.emitHTTP(rs, downstreamOf(r).cv.Load(), downstreamOf(r), r)
+		p.emitHTTP(rs, d.cv.Load(), d, r)
 		panic(http.ErrAbortHandler)
 	}
 }

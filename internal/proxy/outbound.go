@@ -31,9 +31,9 @@ func (p *Proxy) handleOutbound(ctx context.Context, ol *outListener, c net.Conn)
 		p.outboundTCP(ctx, d, v)
 		return
 	}
-	h := &h1Conn{Conn: d, info: d}
+	h := &h1Conn{Conn: d}
 	d.framing = &h.f
-	ol.q.push(h)
+	p.serveHTTP1(h, d, p.serveOutbound)
 }
 
 // egress asks the engine whether the workload may connect to the
@@ -54,10 +54,9 @@ func (p *Proxy) egress(v *view, ol *outListener, dest *destination) engine.Decis
 // serveOutbound is the outbound HTTP handler: egress policy, then the
 // request goes to the destination over mTLS (or as its DestinationRule
 // says).
-func (p *Proxy) serveOutbound(w http.ResponseWriter, r *http.Request) {
-	d := downstreamOf(r)
+func (p *Proxy) serveOutbound(w http.ResponseWriter, r *http.Request, d *downstream) {
 	ol := d.out
-	smuggled := d.framing != nil && d.framing.next()
+	smuggled := d.clAndTE
 	v := p.view()
 	if v == nil {
 		localReply(w, http.StatusServiceUnavailable, "no policy", true)
@@ -110,7 +109,7 @@ func (p *Proxy) serveOutbound(w http.ResponseWriter, r *http.Request) {
 		if _, ok := h["X-Request-Id"]; !ok {
 			h["X-Request-Id"] = []string{newRequestID()}
 		}
-		p.forward(w, r, rs, ol.cluster, dest.s)
+		p.forward(w, r, d, rs, ol.cluster, dest.s)
 		if rs.details == "network_policy_denied" {
 			rs.dec = engine.Decision{Layer: engine.LayerNetworkEgress, Reason: errEgressDenied.Error()}
 		}
@@ -174,6 +173,7 @@ func (p *Proxy) dialer(ol *outListener) func(context.Context, *endpoint, *settin
 		if err != nil {
 			return nil, err
 		}
+		raw = newSysConn(raw)
 		if s.tls == nil {
 			return raw, nil
 		}

@@ -47,6 +47,7 @@ type Proxy struct {
 	wg       sync.WaitGroup
 	connsMu  sync.Mutex
 	tcpConns map[net.Conn]struct{}
+	sessions map[*h1Session]struct{}
 }
 
 // inPort is an inbound listener.
@@ -56,9 +57,11 @@ type inPort struct {
 	ln      net.Listener
 	app     *cluster
 	appS    *settings
-	srv     *http.Server
-	q       *connQueue
 	cluster string // Envoy's inbound cluster name, inbound|<port>||
+	// h2 serves the port's HTTP/2 connections (ALPN h2); HTTP/1.x
+	// connections are served by serveHTTP1.
+	h2  *http.Server
+	h2q *connQueue
 }
 
 // outListener is an outbound listener.
@@ -68,8 +71,6 @@ type outListener struct {
 	target  target
 	ln      net.Listener
 	cluster *cluster
-	srv     *http.Server
-	q       *connQueue
 	// lastIP is the address an fqdn last resolved to, for the egress
 	// check of requests on pooled connections.
 	lastIP atomic.Pointer[netip.Addr]
@@ -89,6 +90,7 @@ func New(cfg Config) (*Proxy, error) {
 		flows:    telemetry.NewFlowLog(cfg.FlowLog),
 		audit:    telemetry.NewAuditLog(cfg.AuditLog),
 		tcpConns: map[net.Conn]struct{}{},
+		sessions: map[*h1Session]struct{}{},
 	}
 	p.metrics.WatchSVID(cfg.SVIDs)
 	p.tlsHTTP = tlsconfig.MTLSServerConfig(cfg.SVIDs, cfg.Bundles, tlsconfig.AuthorizeAny())
@@ -121,10 +123,14 @@ func New(cfg Config) (*Proxy, error) {
 		ip.app = newCluster(ip.cluster, []string{in.App}, func(ctx context.Context, ep *endpoint, s *settings) (net.Conn, error) {
 			ctx, cancel := context.WithTimeout(ctx, s.connectTimeout)
 			defer cancel()
-			return appDialer.DialContext(ctx, "tcp", ep.addr)
+			c, err := appDialer.DialContext(ctx, "tcp", ep.addr)
+			if err != nil {
+				return nil, err
+			}
+			return newSysConn(c), nil
 		})
-		ip.q = newConnQueue(ln.Addr())
-		ip.srv = p.httpServer(p.serveInbound)
+		ip.h2q = newConnQueue(ln.Addr())
+		ip.h2 = p.h2Server(p.serveInbound)
 		p.inbound = append(p.inbound, ip)
 	}
 	for i, out := range cfg.Outbound {
@@ -135,8 +141,6 @@ func New(cfg Config) (*Proxy, error) {
 		t, _ := parseTarget(out.To)
 		ol := &outListener{idx: i, cfg: out, target: t, ln: ln}
 		ol.cluster = newCluster(out.To, nil, p.dialer(ol))
-		ol.q = newConnQueue(ln.Addr())
-		ol.srv = p.httpServer(p.serveOutbound)
 		p.outbound = append(p.outbound, ol)
 	}
 	if cfg.MetricsAddr != "" {
@@ -175,12 +179,15 @@ func (p *Proxy) MetricsAddr() net.Addr {
 // Metrics is the proxy's metrics registry.
 func (p *Proxy) Metrics() *telemetry.Metrics { return p.metrics }
 
-// httpServer is the HTTP server of one listener. Its timeouts and limits
-// are the hardening of Limits; connections reach it through a connQueue
-// after protocol detection and the TLS handshake.
-func (p *Proxy) httpServer(h http.HandlerFunc) *http.Server {
+// h2Server is the HTTP/2 server of an inbound port. Its timeouts and
+// limits are the hardening of Limits; connections reach it through a
+// connQueue after protocol detection and the TLS handshake.
+func (p *Proxy) h2Server(h handlerFunc) *http.Server {
 	srv := &http.Server{
-		Handler:           h,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			d, _ := r.Context().Value(downstreamKey{}).(*downstream)
+			h(w, r, d)
+		}),
 		ReadHeaderTimeout: p.lim.ReadHeaderTimeout,
 		IdleTimeout:       p.lim.IdleTimeout,
 		// net/http reads up to MaxHeaderBytes + 4096 bytes of request
@@ -197,20 +204,12 @@ type downstreamKey struct{}
 
 // connContext attaches the connection's metadata to its requests.
 func connContext(ctx context.Context, c net.Conn) context.Context {
-	switch c := c.(type) {
-	case *h1Conn:
-		return context.WithValue(ctx, downstreamKey{}, c.info)
-	case *tls.Conn:
+	if c, ok := c.(*tls.Conn); ok {
 		if d, ok := c.NetConn().(*downstream); ok {
 			return context.WithValue(ctx, downstreamKey{}, d)
 		}
 	}
 	return ctx
-}
-
-func downstreamOf(r *http.Request) *downstream {
-	d, _ := r.Context().Value(downstreamKey{}).(*downstream)
-	return d
 }
 
 // view returns the view of the current engine, building it on the first
@@ -271,12 +270,11 @@ func (p *Proxy) Run(ctx context.Context) error {
 	for _, ip := range p.inbound {
 		ip := ip
 		serve(func() error { return p.accept(ip.ln, func(c net.Conn) { p.handleInbound(ctx, ip, c) }) })
-		serve(func() error { return ip.srv.Serve(ip.q) })
+		serve(func() error { return ip.h2.Serve(ip.h2q) })
 	}
 	for _, ol := range p.outbound {
 		ol := ol
 		serve(func() error { return p.accept(ol.ln, func(c net.Conn) { p.handleOutbound(ctx, ol, c) }) })
-		serve(func() error { return ol.srv.Serve(ol.q) })
 	}
 	var metricsSrv *http.Server
 	if p.metricsLn != nil {
@@ -303,11 +301,14 @@ func (p *Proxy) shutdown(metricsSrv *http.Server) {
 	var wg sync.WaitGroup
 	srvs := []*http.Server{metricsSrv}
 	for _, ip := range p.inbound {
-		srvs = append(srvs, ip.srv)
+		srvs = append(srvs, ip.h2)
 	}
-	for _, ol := range p.outbound {
-		srvs = append(srvs, ol.srv)
-	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		deadline, _ := ctx.Deadline()
+		p.drainSessions(deadline)
+	}()
 	for _, s := range srvs {
 		if s == nil {
 			continue
@@ -332,11 +333,10 @@ func (p *Proxy) shutdown(metricsSrv *http.Server) {
 func (p *Proxy) closeListeners() {
 	for _, ip := range p.inbound {
 		ip.ln.Close()
-		ip.q.Close()
+		ip.h2q.Close()
 	}
 	for _, ol := range p.outbound {
 		ol.ln.Close()
-		ol.q.Close()
 	}
 	if p.metricsLn != nil {
 		p.metricsLn.Close()
@@ -362,6 +362,7 @@ func (p *Proxy) accept(ln net.Listener, handle func(net.Conn)) error {
 			continue
 		}
 		delay = 0
+		c = newSysConn(c)
 		p.wg.Add(1)
 		// Tracked until the handler returns: through protocol detection
 		// and the handshake, and for the life of a proxied TCP

@@ -1,0 +1,268 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+)
+
+// backendProxy runs the backend's proxy alone in front of h, and returns
+// the plaintext-capable (PERMISSIVE) port 8081 and a function that stops
+// the proxy and waits for Run to return.
+func backendProxy(t *testing.T, h http.HandlerFunc, lim Limits) (addr string, stop func()) {
+	t.Helper()
+	ca := newCA(t, "cluster.local")
+	box := &policyBox{}
+	e := newEngine(t, meshYAML, nil)
+	box.p.Store(e)
+	app := startEcho(t, h)
+	p, err := New(Config{
+		Workload: workload(t, e, "shop/backend"), Policy: box.get,
+		SVIDs: newStatic(ca.svid(t, "/ns/shop/sa/backend")), Bundles: x509bundle.NewSet(ca.bundle()),
+		Inbound: []InboundPort{{Port: 8081, Listen: "127.0.0.1:0", App: app.addr}},
+		Limits:  lim,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	var stopped bool
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}
+	t.Cleanup(stop)
+	return p.InboundAddr(0).String(), stop
+}
+
+// TestHTTP1Server covers what the proxy's HTTP/1 server does beyond
+// ReadRequest, case by case as net/http's server and RFC 9112 do it.
+func TestHTTP1Server(t *testing.T) {
+	addr, _ := backendProxy(t, nil, Limits{})
+	cases := []struct {
+		name  string
+		req   string
+		codes []int
+		// closed: the proxy ends the connection after the last response
+		// (rawRequest returns at once instead of at its timeout), and
+		// says so in it (Connection: close).
+		closed bool
+	}{
+		// RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400; an
+		// empty Host is valid.
+		{name: "no Host in HTTP/1.1", req: "GET /public/x HTTP/1.1\r\n\r\n", codes: []int{400}, closed: true},
+		{name: "empty Host", req: "GET /public/x HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n", codes: []int{200}, closed: true},
+		{name: "two Hosts", req: "GET /public/x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", codes: []int{400}, closed: true},
+		{name: "malformed Host", req: "GET /public/x HTTP/1.1\r\nHost: a b\r\n\r\n", codes: []int{400}, closed: true},
+		{name: "invalid header name", req: "GET /public/x HTTP/1.1\r\nHost: b\r\nX Y: 1\r\n\r\n", codes: []int{400}, closed: true},
+		// HTTP/1.0 closes unless the client asks for keep-alive.
+		{name: "HTTP/1.0 without Host", req: "GET /public/x HTTP/1.0\r\n\r\n", codes: []int{200}, closed: true},
+		{name: "HTTP/1.0 keep-alive", req: "GET /public/x HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" +
+			"GET /public/y HTTP/1.0\r\n\r\n", codes: []int{200, 200}, closed: true},
+		// Pipelined requests are answered in order on one connection;
+		// blank lines before a request line are skipped (RFC 9112 §2.2).
+		{name: "pipelined", req: "GET /public/1 HTTP/1.1\r\nHost: b\r\n\r\n\r\nPOST /public/2 HTTP/1.1\r\nHost: b\r\nContent-Length: 3\r\n\r\nabc" +
+			"GET /public/3 HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n", codes: []int{200, 200, 200}, closed: true},
+		// An unread body is skipped so the next request is read where it
+		// starts: the proxy's 403 never reads it.
+		{name: "denied with a body, then another", req: "POST /private HTTP/1.1\r\nHost: b\r\nContent-Length: 5\r\n\r\nhello" +
+			"GET /public/x HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n", codes: []int{403, 200}, closed: true},
+		// Expectations other than 100-continue cannot be met (RFC 9110
+		// §10.1.1).
+		{name: "unknown expectation", req: "POST /public/x HTTP/1.1\r\nHost: b\r\nExpect: teapot\r\nContent-Length: 1\r\n\r\na", codes: []int{417}, closed: true},
+		{name: "HTTP/2 request line", req: "GET /public/x HTTP/2.0\r\nHost: b\r\n\r\n", codes: []int{505}, closed: true},
+		{name: "HTTP/0.9", req: "GET /public/x\r\n\r\n", codes: []int{400}, closed: true},
+		{name: "HEAD", req: "HEAD /public/x HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n", codes: []int{200}, closed: true},
+	}
+	for _, c := range cases {
+		start := time.Now()
+		raw := rawRequest(t, addr, c.req)
+		elapsed := time.Since(start)
+		var rs []*http.Response
+		if strings.HasPrefix(c.req, "HEAD") {
+			if r, err := http.ReadResponse(bufio.NewReader(strings.NewReader(raw)), &http.Request{Method: "HEAD"}); err == nil {
+				rs = append(rs, r)
+			}
+		} else {
+			rs = readResponses(raw)
+		}
+		var codes []int
+		for _, r := range rs {
+			codes = append(codes, r.StatusCode)
+		}
+		if !equalInts(codes, c.codes) {
+			t.Errorf("%s: status %v, want %v\n%s", c.name, codes, c.codes, raw)
+			continue
+		}
+		if c.closed && (elapsed > 3*time.Second || !rs[len(rs)-1].Close) {
+			t.Errorf("%s: the connection stayed open, or the last response did not say it closes\n%s", c.name, raw)
+		}
+	}
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestExpectContinue: a client that waits for "100 Continue" gets it when
+// the request is allowed and its body is read, and the response follows.
+func TestExpectContinue(t *testing.T) {
+	addr, _ := backendProxy(t, nil, Limits{})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "POST /public/x HTTP/1.1\r\nHost: b\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+	br := bufio.NewReader(c)
+	line, err := br.ReadString('\n')
+	if err != nil || line != "HTTP/1.1 100 Continue\r\n" {
+		t.Fatalf("interim response: %q, %v", line, err)
+	}
+	if blank, _ := br.ReadString('\n'); blank != "\r\n" {
+		t.Fatalf("after 100 Continue: %q", blank)
+	}
+	io.WriteString(c, "hello")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "body=hello") {
+		t.Errorf("final response: %d %q", resp.StatusCode, body)
+	}
+}
+
+// TestStreamingResponse: a response without a length is relayed chunk by
+// chunk as the application flushes it, not held until it ends.
+func TestStreamingResponse(t *testing.T) {
+	release := make(chan struct{})
+	addr, _ := backendProxy(t, func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "first\n")
+		w.(http.Flusher).Flush()
+		<-release
+		io.WriteString(w, "second\n")
+	}, Limits{})
+	defer close(release)
+	resp, err := http.Get("http://" + addr + "/public/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if len(resp.TransferEncoding) != 1 || resp.TransferEncoding[0] != "chunked" {
+		t.Errorf("transfer encoding %v, want chunked", resp.TransferEncoding)
+	}
+	br := bufio.NewReader(resp.Body)
+	done := make(chan string, 1)
+	go func() {
+		line, _ := br.ReadString('\n')
+		done <- line
+	}()
+	select {
+	case line := <-done:
+		if line != "first\n" {
+			t.Errorf("first chunk: %q", line)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("the first chunk was held back")
+	}
+	release <- struct{}{}
+	if rest, _ := io.ReadAll(br); string(rest) != "second\n" {
+		t.Errorf("rest: %q", rest)
+	}
+}
+
+// TestDrain: when the proxy stops, a request in flight is completed and
+// idle keep-alive connections are closed.
+func TestDrain(t *testing.T) {
+	started := make(chan struct{}, 1)
+	addr, stop := backendProxy(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/public/slow" {
+			started <- struct{}{}
+			time.Sleep(300 * time.Millisecond)
+		}
+		io.WriteString(w, "ok")
+	}, Limits{})
+	idle, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	io.WriteString(idle, "GET /public/x HTTP/1.1\r\nHost: b\r\n\r\n")
+	idle.SetDeadline(time.Now().Add(5 * time.Second))
+	ibr := bufio.NewReader(idle)
+	if resp, err := http.ReadResponse(ibr, nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("idle connection's request: %v", err)
+	} else {
+		io.ReadAll(resp.Body)
+	}
+
+	got := make(chan string, 1)
+	go func() {
+		resp, err := http.Get("http://" + addr + "/public/slow")
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got <- resp.Status + " " + string(b) + " close=" + strconv.FormatBool(resp.Close)
+	}()
+	<-started
+	stop()
+	if g := <-got; g != "200 OK ok close=true" {
+		t.Errorf("request in flight at shutdown: %q, want 200 with Connection: close", g)
+	}
+	if n, err := ibr.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Errorf("idle connection still open after shutdown: %d, %v", n, err)
+	}
+}
+
+// TestResponseHeaderNewlines: a header value with CR or LF (one built
+// from a decoded path, say) cannot split the response.
+func TestResponseHeaderNewlines(t *testing.T) {
+	var out bytes.Buffer
+	s := &h1Session{p: &Proxy{}, bw: bufio.NewWriter(&out)}
+	w := &s.w
+	w.reset(s, &http.Request{Method: "GET", ProtoMajor: 1, ProtoMinor: 1})
+	w.Header()["Www-Authenticate"] = []string{"Bearer realm=\"http://b/x\r\nSet-Cookie: a=b\""}
+	w.Header()["Content-Length"] = []string{"0"}
+	w.WriteHeader(401)
+	w.finish()
+	resp, err := http.ReadResponse(bufio.NewReader(&out), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := resp.Header["Set-Cookie"]; ok {
+		t.Errorf("header injected: %v", resp.Header)
+	}
+	if got := resp.Header.Get("Www-Authenticate"); got != `Bearer realm="http://b/x  Set-Cookie: a=b"` {
+		t.Errorf("Www-Authenticate: %q", got)
+	}
+}
