@@ -7,8 +7,10 @@ EXAMPLE := examples/reference-system
 
 .PHONY: demo test build bench bench-proxy fuzz
 
+# Static (no cgo): the pure-Go DNS resolver, and no libc to load or map
+# into every proxy.
 build:
-	$(GO) build -o bin/palisade ./cmd/palisade
+	CGO_ENABLED=0 $(GO) build -o bin/palisade ./cmd/palisade
 
 # The mesh on this machine with live traffic, then the offline analysis of
 # the reference system as published.

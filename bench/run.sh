@@ -110,7 +110,7 @@ calc() { awk "BEGIN {printf \"$1\", $2}"; }
 # --- Tools -------------------------------------------------------------------
 
 log "building bin/palisade and the load generator"
-go build -o bin/palisade ./cmd/palisade
+CGO_ENABLED=0 go build -o bin/palisade ./cmd/palisade
 go build -o "$TMP/loadgen" ./bench/loadgen
 PALISADE=$ROOT/bin/palisade
 

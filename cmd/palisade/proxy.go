@@ -16,6 +16,7 @@ import (
 	"github.com/palisade-security/palisade/internal/controlplane"
 	"github.com/palisade-security/palisade/internal/engine"
 	"github.com/palisade-security/palisade/internal/identity"
+	"github.com/palisade-security/palisade/internal/procmem"
 	"github.com/palisade-security/palisade/internal/proxy"
 	"github.com/palisade-security/palisade/internal/svids"
 )
@@ -181,6 +182,9 @@ func runProxy(cmd *cobra.Command, f *proxyFlags) error {
 	}
 	if a := p.MetricsAddr(); a != nil {
 		fmt.Fprintf(cmd.ErrOrStderr(), "palisade proxy: metrics http://%s/metrics\n", a)
+	}
+	if _, err := procmem.ReleaseExecutablePages(); err != nil {
+		fmt.Fprintf(cmd.ErrOrStderr(), "palisade proxy: %v\n", err)
 	}
 	return p.Run(ctx)
 }
