@@ -190,6 +190,12 @@ func awaitResponse(ctx context.Context, pc *pconn) error {
 	if pc.br.Buffered() > 0 {
 		return nil
 	}
+	if ctx.Done() == nil {
+		// Nothing to watch (an HTTP/1 client, see serveHTTP1): no
+		// deadline, whose timer would wake the network poller.
+		_, err := pc.br.Peek(1)
+		return err
+	}
 	defer pc.c.SetReadDeadline(time.Time{})
 	for {
 		pc.c.SetReadDeadline(time.Now().Add(cancelPoll))

@@ -266,3 +266,28 @@ func TestResponseHeaderNewlines(t *testing.T) {
 		t.Errorf("Www-Authenticate: %q", got)
 	}
 }
+
+func TestHeadBuffered(t *testing.T) {
+	cases := []struct {
+		in   string
+		want bool
+	}{
+		{"GET / HTTP/1.1\r\nHost: a\r\n\r\n", true},
+		{"GET / HTTP/1.1\nHost: a\n\n", true},
+		{"GET / HTTP/1.1\r\nHost: a\r\n\n", true},
+		{"GET / HTTP/1.1\r\nHost: a\r\n\r\nbody", true},
+		{"GET / HTTP/1.1\r\nHost: a\r\n", false},
+		{"GET / HTTP/1.1\r\nHost: a\r\n\r", false},
+		{"GET / HTTP/1.1", false},
+		{"\n", false},
+		{"\r\n\r\nGET / HTTP/1.1\r\n", false},
+		{"\r\n\r\nGET / HTTP/1.1\r\n\r\n", true},
+	}
+	for _, c := range cases {
+		br := bufio.NewReader(strings.NewReader(c.in))
+		br.Peek(1)
+		if got := headBuffered(br); got != c.want {
+			t.Errorf("headBuffered(%q) = %v, want %v", c.in, got, c.want)
+		}
+	}
+}
