@@ -25,6 +25,12 @@
 // destination's service: TLS mode, connection pool circuit breakers,
 // outlier detection, and Istio's default retry policy.
 //
+// HTTP/1.x is served by the proxy's own loop, one goroutine per
+// connection doing the request, the decision and the upstream exchange in
+// turn (h1server.go, h1client.go); HTTP/2 by net/http. Sockets are read
+// and written with raw system calls (sysconn.go). Both keep the thread
+// wake-ups per request at the two a proxy cannot avoid: see bench/.
+//
 // The engine is read through Config.Policy for every connection and
 // request, so a policy swap applies to the next request without
 // restarting a listener. Telemetry — Istio's standard metrics, Hubble's
