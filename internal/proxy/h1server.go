@@ -345,6 +345,7 @@ type h1Response struct {
 	length      int64 // declared Content-Length, or -1
 	written     int64
 	closeAfter  bool
+	hijacked    bool  // the connection was taken over after a 101
 	err         error // a write to the client failed
 }
 
@@ -489,6 +490,9 @@ func (w *h1Response) Flush() {
 // declared length was sent; then the buffer is flushed. It reports
 // whether the connection is still in step for another request.
 func (w *h1Response) finish() bool {
+	if w.hijacked {
+		return false
+	}
 	if !w.wroteHeader {
 		if w.header["Content-Length"] == nil {
 			w.header["Content-Length"] = []string{"0"}
@@ -510,6 +514,28 @@ func (w *h1Response) finish() bool {
 		return false // the body fell short: the client must see the end
 	}
 	return true
+}
+
+// hijack ends HTTP on the connection with a 101 response: the head is
+// written with the header's Connection and Upgrade fields, and the
+// connection, with any bytes the client sent after the request, is the
+// caller's.
+func (w *h1Response) hijack() (net.Conn, error) {
+	w.wroteHeader, w.status, w.hijacked = true, http.StatusSwitchingProtocols, true
+	w.writeHead(http.StatusSwitchingProtocols)
+	w.s.bw.WriteString("\r\n")
+	if err := w.s.bw.Flush(); err != nil {
+		return nil, err
+	}
+	c := w.s.conn
+	if hc, ok := c.(*h1Conn); ok {
+		c = hc.Conn // the framing tracker has nothing more to follow
+	}
+	if n := w.s.br.Buffered(); n > 0 {
+		b, _ := w.s.br.Peek(n)
+		c = &prefixConn{Conn: c, prefix: append([]byte(nil), b...)}
+	}
+	return c, nil
 }
 
 // httpDate is the Date header's value, formatted once a second.

@@ -333,6 +333,10 @@ func startEcho(t testing.TB, h http.HandlerFunc) *echoApp {
 	app := &echoApp{addr: ln.Addr().String()}
 	if h == nil {
 		h = func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("Upgrade") == "websocket" {
+				serveTunnelEcho(w, r)
+				return
+			}
 			body, _ := io.ReadAll(r.Body)
 			w.Header().Set("Content-Type", "text/plain")
 			fmt.Fprintf(w, "%s %s\nxfcc=%s\nbody=%s\n", r.Method, r.RequestURI, r.Header.Get("X-Forwarded-Client-Cert"), body)

@@ -41,6 +41,7 @@ type reqState struct {
 	cluster    string
 	ingress    bool
 	grpcStatus string
+	upgrade    string // the upgrade the request asks for (upgradeOf)
 }
 
 var reqPool = sync.Pool{New: func() any { return &reqState{headers: make(authz.Headers, 0, 16)} }}

@@ -132,11 +132,16 @@ func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request, d *downstre
 	rs.ingress, rs.cluster, rs.upstream = true, ip.cluster, ip.cfg.App
 	rs.path = requestTarget(r)
 	rs.collect(r)
+	rs.upgrade = upgradeOf(r)
 
 	switch {
 	case smuggled:
 		rs.dec = engine.Decision{Status: http.StatusBadRequest, Layer: engine.LayerHTTP,
 			Reason: "both Content-Length and Transfer-Encoding"}
+	case rs.upgrade != "" && rs.upgrade != "websocket":
+		p.refuseUpgrade(w, rs, rs.upgrade)
+		p.emitHTTP(rs, cv, d, r)
+		return
 	case p.lim.MaxBodyBytes > 0 && r.ContentLength > p.lim.MaxBodyBytes:
 		rs.dec = engine.Decision{Allowed: true, Layer: engine.LayerHTTP}
 		rs.code, rs.details = http.StatusRequestEntityTooLarge, "request_payload_too_large"
@@ -163,6 +168,7 @@ func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request, d *downstre
 	rs.path = full
 	h := r.Header
 	removeHopByHop(h)
+	keepUpgrade(h, rs.upgrade)
 	if _, ok := h["X-Forwarded-Proto"]; !ok {
 		if d.tls {
 			h["X-Forwarded-Proto"] = httpsProto
@@ -216,6 +222,10 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, d *downstream, r
 			return // the client is gone
 		}
 		rs.respBytes = localReply(w, res.status, res.body, false)
+		return
+	}
+	if res.resp.StatusCode == http.StatusSwitchingProtocols {
+		p.tunnel(w, rs, c)
 		return
 	}
 	rs.code, rs.details = res.resp.StatusCode, "via_upstream"

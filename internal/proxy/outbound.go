@@ -69,6 +69,7 @@ func (p *Proxy) serveOutbound(w http.ResponseWriter, r *http.Request, d *downstr
 	rs.cluster = dest.cluster
 	rs.path = requestTarget(r)
 	rs.hdrBytes = headSize(r)
+	rs.upgrade = upgradeOf(r)
 	rs.dec = engine.Decision{Allowed: true, Layer: engine.LayerNetworkEgress}
 
 	// The application's requests get the same hardening as a client's:
@@ -85,6 +86,8 @@ func (p *Proxy) serveOutbound(w http.ResponseWriter, r *http.Request, d *downstr
 	case nerr != nil:
 		rs.code, rs.details = nerr.Status, nerr.Detail
 		rs.respBytes = localReply(w, rs.code, nerr.Msg, true)
+	case rs.upgrade != "" && rs.upgrade != "websocket":
+		p.refuseUpgrade(w, rs, rs.upgrade)
 	case dest.err != nil:
 		rs.code, rs.flags, rs.details = http.StatusServiceUnavailable, "NC", "cluster_not_found"
 		rs.respBytes = localReply(w, rs.code, "no cluster found: "+dest.err.Error(), false)
@@ -103,6 +106,7 @@ func (p *Proxy) serveOutbound(w http.ResponseWriter, r *http.Request, d *downstr
 		rs.path = full
 		h := r.Header
 		removeHopByHop(h)
+		keepUpgrade(h, rs.upgrade)
 		if _, ok := h["X-Forwarded-Proto"]; !ok {
 			h["X-Forwarded-Proto"] = httpProto
 		}

@@ -133,9 +133,13 @@ func (p *Proxy) outboundTCP(ctx context.Context, d *downstream, v *view) {
 // the bytes as istio_tcp_received_bytes_total (client to server) and
 // istio_tcp_sent_bytes_total (server to client).
 func pipe(client, server net.Conn, s *telemetry.TCPSeries) (received, sent int64) {
+	var recvC, sentC prometheus.Counter
+	if s != nil {
+		recvC, sentC = s.Received, s.Sent
+	}
 	done := make(chan int64, 1)
 	go func() {
-		n, err := copyCounted(server, client, s.Received)
+		n, err := copyCounted(server, client, recvC)
 		if err != nil {
 			client.Close()
 			server.Close()
@@ -144,7 +148,7 @@ func pipe(client, server net.Conn, s *telemetry.TCPSeries) (received, sent int64
 		}
 		done <- n
 	}()
-	sent, err := copyCounted(client, server, s.Sent)
+	sent, err := copyCounted(client, server, sentC)
 	if err != nil {
 		client.Close()
 		server.Close()
@@ -169,7 +173,9 @@ func copyCounted(dst io.Writer, src io.Reader, c prometheus.Counter) (int64, err
 				return total, werr
 			}
 			total += int64(n)
-			c.Add(float64(n))
+			if c != nil {
+				c.Add(float64(n))
+			}
 		}
 		if rerr == io.EOF {
 			return total, nil
@@ -189,6 +195,8 @@ func closeWrite(c net.Conn) {
 			x.CloseWrite()
 			c = x.NetConn()
 		case *downstream:
+			c = x.Conn
+		case *prefixConn:
 			c = x.Conn
 		case interface{ CloseWrite() error }:
 			x.CloseWrite()
