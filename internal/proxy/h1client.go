@@ -20,6 +20,22 @@ type outReq struct {
 	body                 io.Reader   // nil: no body
 	contentLength        int64       // -1: unknown, sent chunked
 	r                    *http.Request
+	w                    http.ResponseWriter // the client's, for abortBody
+}
+
+// abortBody stops a read of the client's request body in progress, when
+// the exchange ended without the rest of it: on HTTP/1 with a read
+// deadline on the client connection, which then closes after the
+// response (it is mid-body); on HTTP/2 by closing the stream's body.
+func (q *outReq) abortBody() {
+	if hw, ok := q.w.(*h1Response); ok {
+		hw.closeAfter = true
+		hw.s.conn.SetReadDeadline(time.Unix(1, 0))
+		return
+	}
+	if q.r != nil && q.r.Body != nil {
+		q.r.Body.Close()
+	}
 }
 
 // replayable reports whether the request can be sent again: it has no
@@ -162,9 +178,11 @@ func exchange(ctx context.Context, pc *pconn, q *outReq) (resp *http.Response, s
 		return resp, true, nil
 	}
 	if pc.writeErr != nil {
-		// The connection is done for; closing it stops the body writer,
-		// whose error, if it failed first, says why.
+		// The connection is done for; closing it and the client's body
+		// stop the body writer, whose error, if it failed first, says
+		// why.
 		pc.c.Close()
+		q.abortBody()
 		if werr := <-pc.writeErr; werr != nil {
 			pc.writeErr = nil
 			var be bodyError
@@ -217,7 +235,12 @@ func awaitResponse(ctx context.Context, pc *pconn) error {
 // goes back to the pool when the body was read to its end, the server
 // keeps the connection open, the request body was written in full, and
 // maxRequestsPerConnection allows another request.
-func (c *cluster) finish(pc *pconn, resp *http.Response, eof bool) {
+//
+// It returns the body writer's channel when the writer is still running
+// (the server answered before taking the whole body): the connection is
+// closed, and the caller must stop the writer (outReq.abortBody) and wait
+// for it before the request's memory is reused.
+func (c *cluster) finish(pc *pconn, resp *http.Response, eof bool) (running chan error) {
 	reuse := eof && !resp.Close && pc.br.Buffered() == 0 &&
 		(pc.s.maxRequestsPerConn == 0 || pc.requests < pc.s.maxRequestsPerConn)
 	if pc.writeErr != nil {
@@ -225,7 +248,7 @@ func (c *cluster) finish(pc *pconn, resp *http.Response, eof bool) {
 		case err := <-pc.writeErr:
 			reuse = reuse && err == nil
 		default:
-			reuse = false // the server answered before taking the whole body
+			reuse, running = false, pc.writeErr
 		}
 		pc.writeErr = nil
 	}
@@ -234,6 +257,7 @@ func (c *cluster) finish(pc *pconn, resp *http.Response, eof bool) {
 	} else {
 		c.discard(pc)
 	}
+	return running
 }
 
 // Envoy's local reply bodies and response flags for upstream failures
@@ -374,6 +398,9 @@ type result struct {
 	resp       *http.Response
 	pc         *pconn
 	activeHeld bool
+	// bodyWriter: the request body's writer was still running when the
+	// exchange was done (see finish).
+	bodyWriter chan error
 	// A local reply, when resp is nil. status 0: no reply (the client is
 	// gone).
 	status           int
@@ -393,7 +420,7 @@ func (r *result) local(status int, flags, details, body string) {
 // and the place among active requests.
 func (c *cluster) done(r *result, eof bool) {
 	if r.pc != nil {
-		c.finish(r.pc, r.resp, eof)
+		r.bodyWriter = c.finish(r.pc, r.resp, eof)
 		r.pc = nil
 	}
 	if r.activeHeld {

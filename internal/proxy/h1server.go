@@ -118,18 +118,24 @@ func (p *Proxy) serveHTTP1(conn net.Conn, d *downstream, h handlerFunc) {
 func (s *h1Session) readRequest(first bool) (*http.Request, error) {
 	lim := &s.p.lim
 	deadline := false
-	if !first && s.br.Buffered() == 0 {
+	if first {
+		s.conn.SetReadDeadline(time.Now().Add(lim.ReadHeaderTimeout))
+		deadline = true
+	} else if s.br.Buffered() == 0 {
 		s.conn.SetReadDeadline(time.Now().Add(lim.IdleTimeout))
 		deadline = true
-		if _, err := s.br.Peek(1); err != nil {
-			return nil, err
-		}
 	}
+	if _, err := s.br.Peek(1); err != nil {
+		return nil, err
+	}
+	// From its first byte the request is in flight: shutdown lets it
+	// finish (drainSessions).
+	s.active.Store(true)
 	// The rest of the head must come within the header timeout, unless
 	// it is here already: a deadline sooner than the runtime's next
 	// timer wakes the thread waiting in its network poller, a context
 	// switch per request that a head read in one piece does not need.
-	if first || !headBuffered(s.br) {
+	if !first && !headBuffered(s.br) {
 		s.conn.SetReadDeadline(time.Now().Add(lim.ReadHeaderTimeout))
 		deadline = true
 	}
@@ -261,6 +267,8 @@ func closeWriteAndWait(c net.Conn) {
 			return
 		case *downstream:
 			c = x.Conn
+		case *h1Conn:
+			c = x.Conn
 		default:
 			return
 		}
@@ -270,7 +278,6 @@ func closeWriteAndWait(c net.Conn) {
 // serve handles one request and reports whether the connection can carry
 // another.
 func (s *h1Session) serve(r *http.Request, h handlerFunc) (keep bool) {
-	s.active.Store(true)
 	defer s.active.Store(false)
 	w := &s.w
 	w.reset(s, r)
@@ -283,8 +290,14 @@ func (s *h1Session) serve(r *http.Request, h handlerFunc) (keep bool) {
 			w.finish()
 			return false
 		}
+		// Envoy answers "100 Continue" itself as soon as it has the
+		// request's headers, before any filter runs, and does not pass
+		// the expectation on (proxy_100_continue is off by default).
 		if r.ProtoAtLeast(1, 1) && r.ContentLength != 0 {
-			r.Body = &continueReader{ReadCloser: r.Body, w: w}
+			s.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+			if s.bw.Flush() != nil {
+				return false
+			}
 		}
 	}
 	defer func() {
@@ -302,35 +315,20 @@ func (s *h1Session) serve(r *http.Request, h handlerFunc) (keep bool) {
 	if !w.finish() {
 		return false
 	}
-	// The next request starts where this one's body ends.
+	if w.closeAfter {
+		return false
+	}
+	// The next request starts where this one's body ends: what is left
+	// of it must come within the header timeout.
 	if body != nil && body != http.NoBody {
+		s.conn.SetReadDeadline(time.Now().Add(s.p.lim.ReadHeaderTimeout))
 		n, err := io.CopyN(io.Discard, body, maxDrainBytes+1)
+		s.conn.SetReadDeadline(time.Time{})
 		if n > maxDrainBytes || (err != nil && err != io.EOF) {
 			return false
 		}
 	}
-	return !w.closeAfter
-}
-
-// continueReader sends "100 Continue" before the first read of a body
-// the client is waiting to send.
-type continueReader struct {
-	io.ReadCloser
-	w    *h1Response
-	sent bool
-}
-
-func (c *continueReader) Read(b []byte) (int, error) {
-	if !c.sent {
-		c.sent = true
-		if !c.w.wroteHeader {
-			c.w.s.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
-			if err := c.w.s.bw.Flush(); err != nil {
-				return 0, err
-			}
-		}
-	}
-	return c.ReadCloser.Read(b)
+	return true
 }
 
 // h1Response is the http.ResponseWriter of a request on an h1Session.
@@ -573,16 +571,20 @@ func (p *Proxy) removeSession(s *h1Session) {
 // handling a request, or the deadline passes.
 func (p *Proxy) drainSessions(deadline time.Time) {
 	for {
+		var idle []net.Conn
 		busy := false
 		p.connsMu.Lock()
 		for s := range p.sessions {
 			if s.active.Load() {
 				busy = true
 			} else {
-				s.conn.Close()
+				idle = append(idle, s.conn)
 			}
 		}
 		p.connsMu.Unlock()
+		for _, c := range idle {
+			c.Close()
+		}
 		if !busy || time.Now().After(deadline) {
 			return
 		}

@@ -291,3 +291,84 @@ func TestHeadBuffered(t *testing.T) {
 		}
 	}
 }
+
+// TestExpectContinueDenied: the proxy answers "100 Continue" on the
+// headers, as Envoy does, so a client waiting for it sends its body even
+// when the request is then denied; the body is read past and the
+// connection serves the next request.
+func TestExpectContinueDenied(t *testing.T) {
+	addr, _ := backendProxy(t, nil, Limits{})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "POST /private HTTP/1.1\r\nHost: b\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+	br := bufio.NewReader(c)
+	if line, _ := br.ReadString('\n'); line != "HTTP/1.1 100 Continue\r\n" {
+		t.Fatalf("interim response: %q", line)
+	}
+	br.ReadString('\n')
+	io.WriteString(c, "hello")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 403 {
+		t.Fatalf("denied request: %v %v", resp, err)
+	}
+	io.ReadAll(resp.Body)
+	io.WriteString(c, "GET /public/next HTTP/1.1\r\nHost: b\r\n\r\n")
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("next request on the connection: %v %v", resp, err)
+	}
+}
+
+// TestEarlyUpstreamAnswer: an application that answers before reading a
+// large request body (the body is copied to it while its response is
+// read) gets its answer to the client, the copy of the body stops, and
+// the client connection, left mid-body, is closed. Repeated: the copy
+// used to outlive the request.
+func TestEarlyUpstreamAnswer(t *testing.T) {
+	addr, _ := backendProxy(t, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusForbidden)
+	}, Limits{})
+	head := "POST /public/upload HTTP/1.1\r\nHost: b\r\nContent-Length: 10000000\r\n\r\n"
+	for i := range 20 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, head+strings.Repeat("x", 100<<10))
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != 403 {
+			t.Fatalf("request %d: %v %v", i, resp, err)
+		}
+		io.ReadAll(resp.Body)
+		if _, err := br.ReadByte(); err == nil {
+			t.Fatalf("request %d: the connection stayed open mid-body", i)
+		}
+		c.Close()
+	}
+}
+
+// TestShutdownStuckUpstream: a request waiting on an application that
+// never answers does not hold shutdown past the drain timeout.
+func TestShutdownStuckUpstream(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	started := make(chan struct{}, 1)
+	addr, stop := backendProxy(t, func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		<-release
+	}, Limits{DrainTimeout: 300 * time.Millisecond})
+	go http.Get("http://" + addr + "/public/stuck")
+	<-started
+	done := make(chan struct{})
+	go func() { stop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return with a request stuck upstream")
+	}
+}

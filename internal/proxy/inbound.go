@@ -195,7 +195,7 @@ func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request, d *downstre
 // reply) back to the client.
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, d *downstream, rs *reqState, c *cluster, s *settings) {
 	q := &rs.q
-	*q = outReq{method: r.Method, target: rs.path, host: r.Host, header: r.Header, contentLength: r.ContentLength, r: r}
+	*q = outReq{method: r.Method, target: rs.path, host: r.Host, header: r.Header, contentLength: r.ContentLength, r: r, w: w}
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		body := r.Body
 		if p.lim.MaxBodyBytes > 0 {
@@ -241,6 +241,10 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, d *downstream, r
 		}
 	}
 	c.done(res, eof)
+	if res.bodyWriter != nil {
+		q.abortBody()
+		<-res.bodyWriter
+	}
 	if upstreamFailed {
 		// The upstream broke off mid-body: reset the client's stream so
 		// it does not take a truncated body for a whole one.

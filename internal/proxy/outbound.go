@@ -177,7 +177,7 @@ func (p *Proxy) dialer(ol *outListener) func(context.Context, *endpoint, *settin
 		if err != nil {
 			return nil, err
 		}
-		raw = newSysConn(raw)
+		raw = p.upstreamConn(raw)
 		if s.tls == nil {
 			return raw, nil
 		}

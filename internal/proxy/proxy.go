@@ -127,7 +127,7 @@ func New(cfg Config) (*Proxy, error) {
 			if err != nil {
 				return nil, err
 			}
-			return newSysConn(c), nil
+			return p.upstreamConn(c), nil
 		})
 		ip.h2q = newConnQueue(ln.Addr())
 		ip.h2 = p.h2Server(p.serveInbound)
@@ -322,11 +322,18 @@ func (p *Proxy) shutdown(metricsSrv *http.Server) {
 		}()
 	}
 	wg.Wait()
+	// Whatever is left: connections in their handshake, TCP proxying,
+	// HTTP/1 connections past the drain, and the upstream connections
+	// their requests still wait on.
 	p.connsMu.Lock()
+	conns := make([]net.Conn, 0, len(p.tcpConns))
 	for c := range p.tcpConns {
-		c.Close()
+		conns = append(conns, c)
 	}
 	p.connsMu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
 	p.wg.Wait()
 }
 
@@ -375,6 +382,18 @@ func (p *Proxy) accept(ln net.Listener, handle func(net.Conn)) error {
 			handle(c)
 		}()
 	}
+}
+
+// upstreamConn prepares a connection the proxy opened to an upstream: raw
+// system calls, and tracked until closed, so that shutdown can end the
+// exchanges still waiting on it.
+func (p *Proxy) upstreamConn(c net.Conn) net.Conn {
+	c = newSysConn(c)
+	if sc, ok := c.(*sysConn); ok {
+		p.track(c, true)
+		sc.onClose = func() { p.track(c, false) }
+	}
+	return c
 }
 
 // track registers a connection being handled so shutdown can close it.

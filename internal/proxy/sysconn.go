@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 )
@@ -22,11 +23,15 @@ import (
 // so nothing is lost by not telling the scheduler about them.
 type sysConn struct {
 	*net.TCPConn
-	rc syscall.RawConn
+	rc      syscall.RawConn
+	onClose func() // if set, called once the connection is closed
 
 	// The state of the read and the write in progress: the callbacks
-	// are made once, so a read or write allocates nothing. A
-	// connection has at most one read and one write at a time.
+	// are made once, so a read or write allocates nothing. rmu and wmu
+	// keep concurrent reads (or writes) one at a time, as net.Conn
+	// allows callers to make them.
+	rmu    sync.Mutex
+	wmu    sync.Mutex
 	rbuf   []byte
 	rn     int
 	rerrno syscall.Errno
@@ -72,6 +77,8 @@ func (c *sysConn) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
 	c.rbuf, c.rn, c.rerrno = b, 0, 0
 	err := c.rc.Read(c.rfn)
 	c.rbuf = nil
@@ -111,6 +118,8 @@ func (c *sysConn) Write(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	c.wbuf, c.wn, c.werrno = b, 0, 0
 	err := c.rc.Write(c.wfn)
 	n := c.wn
@@ -124,8 +133,21 @@ func (c *sysConn) Write(b []byte) (int, error) {
 	return n, nil
 }
 
+func (c *sysConn) Close() error {
+	err := c.TCPConn.Close()
+	if c.onClose != nil && err == nil {
+		c.onClose()
+	}
+	return err
+}
+
 // opError wraps an error as net.TCPConn's methods do, so callers see the
-// same errors (timeouts, closed connections) either way.
+// same errors (timeouts, closed connections) either way. The raw
+// connection's own errors are already wrapped (as "raw-read", say).
 func (c *sysConn) opError(op string, err error) error {
+	if oe, ok := err.(*net.OpError); ok {
+		oe.Op = op
+		return oe
+	}
 	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 }

@@ -56,7 +56,7 @@ func (p *Proxy) inboundTCP(ctx context.Context, d *downstream, conn net.Conn, v 
 		reset(conn)
 		return
 	}
-	up = newSysConn(up)
+	up = p.upstreamConn(up)
 	series := p.metrics.TCP(cv.labels)
 	series.Opened.Inc()
 	ev.received, ev.sent = pipe(conn, up, series)
