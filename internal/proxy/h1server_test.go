@@ -129,33 +129,46 @@ func equalInts(a, b []int) bool {
 	return true
 }
 
-// TestExpectContinue: a client that waits for "100 Continue" gets it when
-// the request is allowed and its body is read, and the response follows.
+// TestExpectContinue: the proxy answers "100 Continue" on the headers,
+// as Envoy does (proxy_100_continue off), so a client waiting for it
+// sends its body whether the request is then allowed or denied; either
+// way the connection serves the next request.
 func TestExpectContinue(t *testing.T) {
 	addr, _ := backendProxy(t, nil, Limits{})
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	io.WriteString(c, "POST /public/x HTTP/1.1\r\nHost: b\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
-	br := bufio.NewReader(c)
-	line, err := br.ReadString('\n')
-	if err != nil || line != "HTTP/1.1 100 Continue\r\n" {
-		t.Fatalf("interim response: %q, %v", line, err)
-	}
-	if blank, _ := br.ReadString('\n'); blank != "\r\n" {
-		t.Fatalf("after 100 Continue: %q", blank)
-	}
-	io.WriteString(c, "hello")
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 || !strings.Contains(string(body), "body=hello") {
-		t.Errorf("final response: %d %q", resp.StatusCode, body)
+	for _, c := range []struct {
+		path   string
+		status int
+		body   string // part of the response
+	}{
+		{"/public/x", 200, "body=hello"},
+		{"/private", 403, "RBAC: access denied"},
+	} {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(conn, "POST "+c.path+" HTTP/1.1\r\nHost: b\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+		br := bufio.NewReader(conn)
+		line, _ := br.ReadString('\n')
+		blank, _ := br.ReadString('\n')
+		if line != "HTTP/1.1 100 Continue\r\n" || blank != "\r\n" {
+			t.Fatalf("%s: interim response: %q %q", c.path, line, blank)
+		}
+		io.WriteString(conn, "hello")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != c.status || !strings.Contains(string(body), c.body) {
+			t.Errorf("%s: final response: %d %q", c.path, resp.StatusCode, body)
+		}
+		io.WriteString(conn, "GET /public/next HTTP/1.1\r\nHost: b\r\n\r\n")
+		if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 200 {
+			t.Errorf("%s: next request on the connection: %v %v", c.path, resp, err)
+		}
 	}
 }
 
@@ -289,36 +302,6 @@ func TestHeadBuffered(t *testing.T) {
 		if got := headBuffered(br); got != c.want {
 			t.Errorf("headBuffered(%q) = %v, want %v", c.in, got, c.want)
 		}
-	}
-}
-
-// TestExpectContinueDenied: the proxy answers "100 Continue" on the
-// headers, as Envoy does, so a client waiting for it sends its body even
-// when the request is then denied; the body is read past and the
-// connection serves the next request.
-func TestExpectContinueDenied(t *testing.T) {
-	addr, _ := backendProxy(t, nil, Limits{})
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	io.WriteString(c, "POST /private HTTP/1.1\r\nHost: b\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
-	br := bufio.NewReader(c)
-	if line, _ := br.ReadString('\n'); line != "HTTP/1.1 100 Continue\r\n" {
-		t.Fatalf("interim response: %q", line)
-	}
-	br.ReadString('\n')
-	io.WriteString(c, "hello")
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil || resp.StatusCode != 403 {
-		t.Fatalf("denied request: %v %v", resp, err)
-	}
-	io.ReadAll(resp.Body)
-	io.WriteString(c, "GET /public/next HTTP/1.1\r\nHost: b\r\n\r\n")
-	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 200 {
-		t.Fatalf("next request on the connection: %v %v", resp, err)
 	}
 }
 
