@@ -26,8 +26,13 @@ type outReq struct {
 // abortBody stops a read of the client's request body in progress, when
 // the exchange ended without the rest of it: on HTTP/1 with a read
 // deadline on the client connection, which then closes after the
-// response (it is mid-body); on HTTP/2 by closing the stream's body.
+// response (it is mid-body); on HTTP/2 by closing the stream's body. A
+// body already read to its end is left alone: the client connection is
+// in step for its next request.
 func (q *outReq) abortBody() {
+	if cr, ok := q.body.(*countReader); ok && cr.ended.Load() {
+		return
+	}
 	if hw, ok := q.w.(*h1Response); ok {
 		hw.closeAfter = true
 		hw.s.conn.SetReadDeadline(time.Unix(1, 0))

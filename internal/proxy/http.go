@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/palisade-security/palisade/internal/authz"
@@ -62,15 +63,21 @@ func putReqState(rs *reqState) {
 	reqPool.Put(rs)
 }
 
-// countReader counts the request body bytes read.
+// countReader counts the request body bytes read, and records when the
+// body has ended (read to its end or failed), which another goroutine may
+// ask (outReq.abortBody).
 type countReader struct {
-	r io.Reader
-	n int64
+	r     io.Reader
+	n     int64
+	ended atomic.Bool
 }
 
 func (c *countReader) Read(b []byte) (int, error) {
 	n, err := c.r.Read(b)
 	c.n += int64(n)
+	if err != nil {
+		c.ended.Store(true)
+	}
 	return n, err
 }
 
