@@ -23,6 +23,13 @@ type outReq struct {
 	w                    http.ResponseWriter // the client's, for abortBody
 }
 
+// clientGone reports whether an HTTP/1 client went away while the
+// request waited for its response (h1watch.go).
+func (q *outReq) clientGone() bool {
+	s := waitingSession(q.w)
+	return s != nil && s.clientGone()
+}
+
 // abortBody stops a read of the client's request body in progress, when
 // the exchange ended without the rest of it: on HTTP/1 with a read
 // deadline on the client connection, which then closes after the
@@ -168,6 +175,10 @@ func exchange(ctx context.Context, pc *pconn, q *outReq) (resp *http.Response, s
 			}
 			ch <- err
 		}()
+	}
+	if s := waitingSession(q.w); s != nil {
+		s.waiting(pc.c, q.body == nil || q.contentLength == 0)
+		defer s.waiting(nil, false)
 	}
 	err = awaitResponse(ctx, pc)
 	for err == nil {
@@ -341,7 +352,7 @@ func (c *cluster) roundTrip(ctx context.Context, s *settings, q *outReq, res *re
 					res.local(0, "DC", "downstream_remote_disconnect", "")
 				}
 				return
-			case ctx.Err() != nil:
+			case ctx.Err() != nil || q.clientGone():
 				res.local(0, "DC", "downstream_remote_disconnect", "")
 				return
 			case pc.reused && !sent && q.replayable() && !staleRetried:

@@ -32,7 +32,9 @@ import (
 // before; HTTP/2 connections still go to net/http's server.
 //
 // What is given up: a client that disconnects while its request waits for
-// the upstream is noticed when the response is written, not at once.
+// the upstream is noticed within about two seconds (h1watch.go), not at
+// once; while a request body is still being sent upstream, only when the
+// response is written.
 
 // handlerFunc serves one request of a downstream connection.
 type handlerFunc func(w http.ResponseWriter, r *http.Request, d *downstream)
@@ -52,6 +54,7 @@ type h1Session struct {
 	bw     *bufio.Writer
 	w      h1Response
 	active atomic.Bool // a request is being handled (shutdown waits for it)
+	wait   waitState   // the upstream wait, for watchClients (h1watch.go)
 }
 
 // limitReader stops reading at a limit while a request head is read, so
@@ -312,6 +315,7 @@ func (s *h1Session) serve(r *http.Request, h handlerFunc) (keep bool) {
 		}
 	}()
 	h(w, r, s.d)
+	s.stopWatch()
 	if !w.finish() {
 		return false
 	}

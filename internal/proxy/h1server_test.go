@@ -20,6 +20,14 @@ import (
 // the proxy and waits for Run to return.
 func backendProxy(t *testing.T, h http.HandlerFunc, lim Limits) (addr string, stop func()) {
 	t.Helper()
+	addr, stop, _ = backendProxyLog(t, h, lim)
+	return addr, stop
+}
+
+// backendProxyLog is backendProxy with its access log.
+func backendProxyLog(t *testing.T, h http.HandlerFunc, lim Limits) (addr string, stop func(), access *syncBuffer) {
+	t.Helper()
+	access = &syncBuffer{}
 	ca := newCA(t, "cluster.local")
 	box := &policyBox{}
 	e := newEngine(t, meshYAML, nil)
@@ -28,8 +36,9 @@ func backendProxy(t *testing.T, h http.HandlerFunc, lim Limits) (addr string, st
 	p, err := New(Config{
 		Workload: workload(t, e, "shop/backend"), Policy: box.get,
 		SVIDs: newStatic(ca.svid(t, "/ns/shop/sa/backend")), Bundles: x509bundle.NewSet(ca.bundle()),
-		Inbound: []InboundPort{{Port: 8081, Listen: "127.0.0.1:0", App: app.addr}},
-		Limits:  lim,
+		Inbound:   []InboundPort{{Port: 8081, Listen: "127.0.0.1:0", App: app.addr}},
+		Limits:    lim,
+		AccessLog: access,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +58,7 @@ func backendProxy(t *testing.T, h http.HandlerFunc, lim Limits) (addr string, st
 		}
 	}
 	t.Cleanup(stop)
-	return p.InboundAddr(0).String(), stop
+	return p.InboundAddr(0).String(), stop, access
 }
 
 // TestHTTP1Server covers what the proxy's HTTP/1 server does beyond
@@ -353,5 +362,66 @@ func TestShutdownStuckUpstream(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run did not return with a request stuck upstream")
+	}
+}
+
+// TestClientGoneWhileWaiting: a client that disconnects while its
+// request waits for a slow application is noticed within about two
+// seconds: the request to the application is cancelled and the request
+// is reported with Envoy's DC flag. A client that stays gets its
+// response however long it waits.
+func TestClientGoneWhileWaiting(t *testing.T) {
+	cancelled := make(chan struct{})
+	started := make(chan struct{}, 1)
+	addr, _, access := backendProxyLog(t, func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		switch r.URL.Path {
+		case "/public/slow":
+			select {
+			case <-r.Context().Done():
+				close(cancelled)
+			case <-time.After(10 * time.Second):
+			}
+			return
+		case "/public/patient":
+			time.Sleep(2500 * time.Millisecond)
+		}
+		io.WriteString(w, "done")
+	}, Limits{})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "GET /public/slow HTTP/1.1\r\nHost: b\r\n\r\n")
+	<-started
+	c.Close()
+	select {
+	case <-cancelled:
+	case <-time.After(6 * time.Second):
+		t.Fatal("the application's request was not cancelled after the client left")
+	}
+	if lines := access.eventually(1, `"response_flags":"DC"`); len(lines) == 0 {
+		t.Errorf("no DC in the access log:\n%s", access.String())
+	}
+
+	// Watched for more than a second, then answered: the watcher is
+	// stopped and the connection serves the next request.
+	c, err = net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	for _, path := range []string{"/public/patient", "/public/next"} {
+		io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: b\r\n\r\n")
+		<-started
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body, _ := io.ReadAll(resp.Body); resp.StatusCode != 200 || string(body) != "done" {
+			t.Errorf("%s: %d %q", path, resp.StatusCode, body)
+		}
 	}
 }

@@ -276,6 +276,9 @@ func (p *Proxy) Run(ctx context.Context) error {
 		ol := ol
 		serve(func() error { return p.accept(ol.ln, func(c net.Conn) { p.handleOutbound(ctx, ol, c) }) })
 	}
+	stopWatch := make(chan struct{})
+	defer close(stopWatch)
+	go p.watchClients(stopWatch)
 	var metricsSrv *http.Server
 	if p.metricsLn != nil {
 		mux := http.NewServeMux()
