@@ -282,6 +282,7 @@ func closeWriteAndWait(c net.Conn) {
 // another.
 func (s *h1Session) serve(r *http.Request, h handlerFunc) (keep bool) {
 	defer s.active.Store(false)
+	defer s.stopWatch() // also when the handler panics: the buffers go back to their pools
 	w := &s.w
 	w.reset(s, r)
 	body := r.Body
@@ -316,10 +317,7 @@ func (s *h1Session) serve(r *http.Request, h handlerFunc) (keep bool) {
 	}()
 	h(w, r, s.d)
 	s.stopWatch()
-	if !w.finish() {
-		return false
-	}
-	if w.closeAfter {
+	if !w.finish() || w.closeAfter {
 		return false
 	}
 	// The next request starts where this one's body ends: what is left
@@ -523,6 +521,7 @@ func (w *h1Response) finish() bool {
 // connection, with any bytes the client sent after the request, is the
 // caller's.
 func (w *h1Response) hijack() (net.Conn, error) {
+	w.s.stopWatch() // the tunnel reads the client from now on
 	w.wroteHeader, w.status, w.hijacked = true, http.StatusSwitchingProtocols, true
 	w.writeHead(http.StatusSwitchingProtocols)
 	w.s.bw.WriteString("\r\n")
