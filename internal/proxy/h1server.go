@@ -55,6 +55,10 @@ type h1Session struct {
 	w      h1Response
 	active atomic.Bool // a request is being handled (shutdown waits for it)
 	wait   waitState   // the upstream wait, for watchClients (h1watch.go)
+	// outOfStep counts requests for which the framing tracker had no
+	// header block: it lost step with ReadRequest (never, says
+	// FuzzHTTP1Session).
+	outOfStep int
 }
 
 // limitReader stops reading at a limit while a request head is read, so
@@ -171,6 +175,9 @@ func (s *h1Session) readRequest(first bool) (*http.Request, error) {
 		return nil, errVersion
 	}
 	head, ok := s.d.framing.next()
+	if !ok {
+		s.outOfStep++
+	}
 	if ok && !head.host && r.ProtoAtLeast(1, 1) && r.Method != "CONNECT" {
 		return nil, badRequest("missing required Host header")
 	}
