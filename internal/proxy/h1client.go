@@ -23,6 +23,9 @@ type outReq struct {
 	w                    http.ResponseWriter // the client's, for abortBody
 }
 
+// errClientGone ends an exchange whose HTTP/1 client went away.
+var errClientGone = errors.New("the client went away")
+
 // clientGone reports whether an HTTP/1 client went away while the
 // request waited for its response (h1watch.go).
 func (q *outReq) clientGone() bool {
@@ -177,10 +180,16 @@ func exchange(ctx context.Context, pc *pconn, q *outReq) (resp *http.Response, s
 		}()
 	}
 	if s := waitingSession(q.w); s != nil {
-		s.waiting(pc.c, q.body == nil || q.contentLength == 0)
-		defer s.waiting(nil, false)
+		err = errClientGone
+		if !s.startWait(pc.c, q.body == nil || q.contentLength == 0) {
+			err = awaitResponse(ctx, pc)
+		}
+		if s.endWait() && err == nil {
+			err = errClientGone
+		}
+	} else {
+		err = awaitResponse(ctx, pc)
 	}
-	err = awaitResponse(ctx, pc)
 	for err == nil {
 		resp, err = http.ReadResponse(pc.br, q.r)
 		if err != nil {
@@ -346,10 +355,17 @@ func (c *cluster) roundTrip(ctx context.Context, s *settings, q *outReq, res *re
 			switch {
 			case errors.As(err, &be):
 				var mbe *http.MaxBytesError
-				if errors.As(be.err, &mbe) {
+				var ne net.Error
+				switch {
+				case errors.As(be.err, &mbe):
 					res.local(http.StatusRequestEntityTooLarge, "", "request_payload_too_large", "Payload Too Large")
-				} else {
+				case errors.As(be.err, &ne) || errors.Is(be.err, io.ErrUnexpectedEOF) || errors.Is(be.err, io.EOF):
 					res.local(0, "DC", "downstream_remote_disconnect", "")
+				default:
+					// The body itself is malformed (chunk syntax): Envoy's
+					// codec answers 400 and closes the connection.
+					res.local(http.StatusBadRequest, "", "http1.codec_error", "Bad Request")
+					res.closeConn = true
 				}
 				return
 			case ctx.Err() != nil || q.clientGone():
@@ -423,6 +439,7 @@ type result struct {
 	flags            string
 	details          string
 	body             string
+	closeConn        bool // the local reply ends the client connection
 	transportFailure string
 	upstreamHost     string
 	serviceTime      time.Duration

@@ -99,6 +99,8 @@ func TestHTTP1Server(t *testing.T) {
 		{name: "HTTP/2 request line", req: "GET /public/x HTTP/2.0\r\nHost: b\r\n\r\n", codes: []int{505}, closed: true},
 		{name: "HTTP/0.9", req: "GET /public/x\r\n\r\n", codes: []int{400}, closed: true},
 		{name: "HEAD", req: "HEAD /public/x HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n", codes: []int{200}, closed: true},
+		// A malformed chunked body is the codec's 400, as in Envoy.
+		{name: "bad chunk size", req: "POST /public/x HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", codes: []int{400}, closed: true},
 	}
 	for _, c := range cases {
 		start := time.Now()
@@ -394,6 +396,13 @@ func TestClientGoneWhileWaiting(t *testing.T) {
 	}
 	io.WriteString(c, "GET /public/slow HTTP/1.1\r\nHost: b\r\n\r\n")
 	<-started
+	// The client half-closes (nc -N does): it is gone for Envoy too.
+	// Nothing is answered: a response made up for it would be a lie.
+	c.(*net.TCPConn).CloseWrite()
+	c.SetReadDeadline(time.Now().Add(6 * time.Second))
+	if got, _ := io.ReadAll(c); len(got) != 0 {
+		t.Errorf("answered a client that left: %q", got)
+	}
 	c.Close()
 	select {
 	case <-cancelled:

@@ -31,14 +31,23 @@ type waitState struct {
 	gone     bool // the client went away during the wait
 }
 
-// waiting records that the session waits on up (nil: it no longer does).
-func (s *h1Session) waiting(up net.Conn, bodyless bool) {
+// startWait records that the session waits for a response on up. It
+// reports whether the client is known to be gone already (it left during
+// an earlier attempt of the request): then there is nothing to wait for.
+func (s *h1Session) startWait(up net.Conn, bodyless bool) (gone bool) {
 	s.wait.mu.Lock()
-	s.wait.up, s.wait.bodyless = up, bodyless
-	if up != nil {
-		s.wait.since = time.Now()
-	}
-	s.wait.mu.Unlock()
+	defer s.wait.mu.Unlock()
+	s.wait.up, s.wait.bodyless, s.wait.since = up, bodyless, time.Now()
+	return s.wait.gone
+}
+
+// endWait records that the wait is over, and reports whether the client
+// left during it (the upstream connection was closed under the response).
+func (s *h1Session) endWait() (gone bool) {
+	s.wait.mu.Lock()
+	defer s.wait.mu.Unlock()
+	s.wait.up = nil
+	return s.wait.gone
 }
 
 // clientGone reports whether the watcher saw the client leave.
@@ -64,13 +73,15 @@ func (s *h1Session) watch(now time.Time) {
 		if err == nil || isTimeout(err) {
 			return // the client sent more (a pipelined request), or the watch was stopped
 		}
+		// Under the lock, so that a wait that has just ended (endWait)
+		// never has its connection closed after it went back to the
+		// pool. Closing takes connsMu, never held while taking wait.mu.
 		w.mu.Lock()
-		up := w.up
-		w.gone = up != nil
-		w.mu.Unlock()
-		if up != nil {
-			up.Close() // outside the lock: closing takes the proxy's connsMu
+		w.gone = true
+		if w.up != nil {
+			w.up.Close()
 		}
+		w.mu.Unlock()
 	}()
 }
 

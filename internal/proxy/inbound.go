@@ -219,13 +219,20 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, d *downstream, r
 		c.done(res, false)
 		rs.code, rs.flags, rs.details = res.status, res.flags, res.details
 		if res.status == 0 {
-			return // the client is gone
+			// The client is gone: nothing to answer, and nothing may be
+			// (a handler that writes nothing sends a 200).
+			p.emitHTTP(rs, d.cv.Load(), d, r)
+			panic(http.ErrAbortHandler)
 		}
-		rs.respBytes = localReply(w, res.status, res.body, false)
+		rs.respBytes = localReply(w, res.status, res.body, res.closeConn)
 		return
 	}
 	if res.resp.StatusCode == http.StatusSwitchingProtocols {
 		p.tunnel(w, rs, c)
+		if res.bodyWriter != nil { // a 101 to a request with a body: refused in tunnel
+			q.abortBody()
+			<-res.bodyWriter
+		}
 		return
 	}
 	rs.code, rs.details = res.resp.StatusCode, "via_upstream"

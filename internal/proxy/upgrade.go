@@ -27,10 +27,13 @@ import (
 // bytes of the whole tunnel, as Envoy's access log does.
 
 // upgradeOf returns the upgrade a request asks for, lower-cased: "" for
-// none (or h2c, which is stripped).
+// none (or h2c, which is stripped). A request with a body is not taken as
+// an upgrade (a WebSocket handshake has none): its body and the tunnel's
+// bytes would follow each other on the connection with nothing to tell
+// where one ends.
 func upgradeOf(r *http.Request) string {
 	up := r.Header["Upgrade"]
-	if len(up) == 0 || !httpguts.HeaderValuesContainsToken(r.Header["Connection"], "upgrade") {
+	if len(up) == 0 || !httpguts.HeaderValuesContainsToken(r.Header["Connection"], "upgrade") || r.ContentLength != 0 {
 		return ""
 	}
 	if kind := strings.ToLower(strings.TrimSpace(up[0])); kind != "h2c" {

@@ -95,6 +95,8 @@ func TestUpgradeRefused(t *testing.T) {
 		{"websocket to a denied path", strings.Replace(wsRequest, "/api/v1/ws", "/admin/ws", 1), 403, false},
 		{"h2c", strings.Replace(wsRequest, "Upgrade: websocket", "Upgrade: h2c", 1) + "", 200, true},
 		{"Upgrade without Connection: upgrade", strings.Replace(wsRequest, "Connection: Upgrade\r\n", "", 1), 200, true},
+		// A handshake has no body: with one, the request is plain HTTP.
+		{"websocket with a body", strings.Replace(wsRequest, "\r\n\r\n", "\r\nTransfer-Encoding: chunked\r\n\r\n", 1) + "5\r\nworld\r\n0\r\n\r\n", 200, true},
 	}
 	for _, c := range cases {
 		before := m.app.requests.Load()
