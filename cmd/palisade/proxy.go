@@ -19,6 +19,7 @@ import (
 	"github.com/palisade-security/palisade/internal/procmem"
 	"github.com/palisade-security/palisade/internal/proxy"
 	"github.com/palisade-security/palisade/internal/svids"
+	"github.com/palisade-security/palisade/internal/telemetry"
 )
 
 type proxyFlags struct {
@@ -101,7 +102,7 @@ func runProxy(cmd *cobra.Command, f *proxyFlags) error {
 	for _, l := range []struct {
 		path string
 		w    *io.Writer
-	}{{f.access, &cfg.AccessLog}, {f.flow, &cfg.FlowLog}, {f.audt, &cfg.AuditLog}} {
+	}{{f.access, &cfg.AccessLog}, {f.flow, &cfg.FlowLog}} {
 		switch l.path {
 		case "":
 		case "-":
@@ -114,6 +115,20 @@ func runProxy(cmd *cobra.Command, f *proxyFlags) error {
 			closers = append(closers, file)
 			*l.w = file
 		}
+	}
+	switch f.audt {
+	case "":
+	case "-":
+		cfg.AuditLog = telemetry.NewAuditLog(cmd.OutOrStdout())
+	default:
+		// The file's chain is continued, not restarted: it stays one
+		// verifiable chain across restarts.
+		a, file, err := telemetry.OpenAuditLog(f.audt)
+		if err != nil {
+			return badInput("--audit-log: %v", err)
+		}
+		closers = append(closers, file)
+		cfg.AuditLog = a
 	}
 
 	ctx, cancel := signalContext()

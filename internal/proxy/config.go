@@ -15,6 +15,7 @@ import (
 
 	"github.com/palisade-security/palisade/internal/config"
 	"github.com/palisade-security/palisade/internal/engine"
+	"github.com/palisade-security/palisade/internal/telemetry"
 )
 
 // Config is a sidecar proxy's configuration.
@@ -43,7 +44,10 @@ type Config struct {
 	// serves none.
 	MetricsAddr string
 	// Logs, one JSON object a line; nil writers log nothing.
-	AccessLog, FlowLog, AuditLog io.Writer
+	AccessLog, FlowLog io.Writer
+	// AuditLog is the audit log's hash chain (telemetry.NewAuditLog, or
+	// OpenAuditLog to continue a file's); nil logs nothing.
+	AuditLog *telemetry.AuditLog
 	// NodeName is written into flows (Hubble's node_name).
 	NodeName string
 	// Version is the istio_build tag.

@@ -36,6 +36,7 @@ import (
 
 	"github.com/palisade-security/palisade/internal/config"
 	"github.com/palisade-security/palisade/internal/engine"
+	"github.com/palisade-security/palisade/internal/telemetry"
 )
 
 // testCA is an in-test SPIFFE CA: a root for a trust domain that signs
@@ -493,7 +494,7 @@ func newMesh(t testing.TB, extraYAML string, limits Limits) *mesh {
 			{Listen: "127.0.0.1:0", To: "shop/postgres:5432", Endpoints: []string{m.pgAddr}},
 		},
 		MetricsAddr: "127.0.0.1:0",
-		AccessLog:   m.access, FlowLog: m.flows, AuditLog: m.audit,
+		AccessLog:   m.access, FlowLog: m.flows, AuditLog: telemetry.NewAuditLog(m.audit),
 		Limits: limits, NodeName: "test-node", Version: "test",
 	})
 	m.strict = m.backP.InboundAddr(0).String()

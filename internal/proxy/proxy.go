@@ -88,7 +88,7 @@ func New(cfg Config) (*Proxy, error) {
 		metrics:  telemetry.NewMetrics(cfg.Version),
 		access:   telemetry.NewAccessLog(cfg.AccessLog),
 		flows:    telemetry.NewFlowLog(cfg.FlowLog),
-		audit:    telemetry.NewAuditLog(cfg.AuditLog),
+		audit:    cfg.AuditLog,
 		tcpConns: map[net.Conn]struct{}{},
 		sessions: map[*h1Session]struct{}{},
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -52,6 +53,25 @@ func NewAuditLog(w io.Writer) *AuditLog {
 		return nil
 	}
 	return &AuditLog{w: w}
+}
+
+// OpenAuditLog continues the audit log in the file at path, creating it
+// if need be: the lines already there are verified, and new lines extend
+// their chain, so that the file stays one verifiable chain across
+// restarts. A file whose chain is already broken is an error naming the
+// first bad line, as VerifyAuditLog's: appending to it would bury where.
+// Close the file when done with the log.
+func OpenAuditLog(path string) (*AuditLog, *os.File, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, nil, err
+	}
+	seq, prev, err := verifyChain(f)
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("%s: %w (move the file aside to start a new chain)", path, err)
+	}
+	return &AuditLog{w: f, seq: seq, prev: prev}, f, nil
 }
 
 // Head returns the sequence number and hash of the last line written.
@@ -118,6 +138,14 @@ func (a *AuditLog) Log(e *AuditEntry) error {
 // before it, and sequence numbers count up from 1. It returns an error
 // naming the first line that fails; an empty log is valid.
 func VerifyAuditLog(r io.Reader) error {
+	_, _, err := verifyChain(r)
+	return err
+}
+
+// verifyChain checks a chain and returns its last sequence number and
+// hash (0 and zeros for an empty log).
+func verifyChain(r io.Reader) (uint64, [sha256.Size]byte, error) {
+	var last [sha256.Size]byte
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	prev := make([]byte, 2*sha256.Size)
@@ -130,12 +158,12 @@ func VerifyAuditLog(r io.Reader) error {
 		ln := sc.Bytes()
 		i := bytes.LastIndex(ln, []byte(hashField))
 		if i < 0 || len(ln) != i+len(hashField)+2*sha256.Size+2 || !bytes.HasSuffix(ln, []byte(`"}`)) {
-			return fmt.Errorf("audit log line %d: no trailing hash field", n)
+			return 0, last, fmt.Errorf("audit log line %d: no trailing hash field", n)
 		}
 		content, got := ln[:i], ln[i+len(hashField):len(ln)-2]
 		sum := sha256.Sum256(content)
 		if want := hex.EncodeToString(sum[:]); string(got) != want {
-			return fmt.Errorf("audit log line %d: hash %s does not match its content (%s): the line was altered", n, got, want)
+			return 0, last, fmt.Errorf("audit log line %d: hash %s does not match its content (%s): the line was altered", n, got, want)
 		}
 		var head struct {
 			Seq  uint64 `json:"seq"`
@@ -143,15 +171,16 @@ func VerifyAuditLog(r io.Reader) error {
 		}
 		obj := append(append([]byte(nil), content...), '}')
 		if err := json.Unmarshal(obj, &head); err != nil {
-			return fmt.Errorf("audit log line %d: %v", n, err)
+			return 0, last, fmt.Errorf("audit log line %d: %v", n, err)
 		}
 		if head.Seq != uint64(n) {
-			return fmt.Errorf("audit log line %d: sequence number %d, want %d: lines were removed, inserted or reordered", n, head.Seq, n)
+			return 0, last, fmt.Errorf("audit log line %d: sequence number %d, want %d: lines were removed, inserted or reordered", n, head.Seq, n)
 		}
 		if head.Prev != string(prev) {
-			return fmt.Errorf("audit log line %d: prev %s does not match the hash of line %d: the chain is broken", n, head.Prev, n-1)
+			return 0, last, fmt.Errorf("audit log line %d: prev %s does not match the hash of line %d: the chain is broken", n, head.Prev, n-1)
 		}
 		prev = append(prev[:0], got...)
+		last = sum
 	}
-	return sc.Err()
+	return uint64(n), last, sc.Err()
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -169,4 +171,39 @@ func TestAccessLogTyped(t *testing.T) {
 func sha256Hex(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])
+}
+
+// TestOpenAuditLog: a restarted process continues the chain of the file
+// it left, so the whole file verifies; a file already tampered with is
+// refused, naming the line.
+func TestOpenAuditLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	for run := 1; run <= 3; run++ {
+		a, f, err := OpenAuditLog(path)
+		if err != nil {
+			t.Fatalf("run %d: %v", run, err)
+		}
+		for range 2 {
+			if err := a.Log(&AuditEntry{Time: time.Now(), Direction: "inbound", Allowed: true, AuditRule: "r"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if seq, _ := a.Head(); seq != uint64(2*run) {
+			t.Errorf("run %d: sequence %d, want %d", run, seq, 2*run)
+		}
+		f.Close()
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := VerifyAuditLog(bytes.NewReader(b)); err != nil {
+		t.Fatalf("the file after three runs: %v", err)
+	}
+	if err := os.WriteFile(path, bytes.Replace(b, []byte(`"allowed":true`), []byte(`"allowed":false`), 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := OpenAuditLog(path); err == nil || !strings.Contains(err.Error(), "line 1") || !strings.Contains(err.Error(), path) {
+		t.Errorf("tampered file: %v", err)
+	}
 }

@@ -40,6 +40,7 @@ import (
 	"github.com/palisade-security/palisade/internal/proxy"
 	"github.com/palisade-security/palisade/internal/server"
 	"github.com/palisade-security/palisade/internal/svids"
+	"github.com/palisade-security/palisade/internal/telemetry"
 )
 
 // Options say what to run.
@@ -345,7 +346,14 @@ func (m *Mesh) startProxies(ctx context.Context, opts Options, td spiffeid.Trust
 		if err != nil {
 			return err
 		}
-		cfg.AccessLog, cfg.FlowLog, cfg.AuditLog = files[0], files[1], files[2]
+		cfg.AccessLog, cfg.FlowLog = files[0], files[1]
+		audit, auditFile, err := telemetry.OpenAuditLog(filepath.Join(logDir, cw.Namespace+"."+cw.Name+".audit.log"))
+		if err != nil {
+			closeAll(files)
+			return err
+		}
+		files = append(files, auditFile)
+		cfg.AuditLog = audit
 
 		w.Engines = &controlplane.Engines{Options: opts.Engine, Workload: cw.Key()}
 		cfg.Policy = w.Engines.Engine
@@ -425,7 +433,7 @@ func declares(snap *config.Snapshot, key string) bool {
 
 func openLogs(dir string, w *config.Workload) ([]*os.File, error) {
 	var files []*os.File
-	for _, kind := range []string{"access", "flow", "audit"} {
+	for _, kind := range []string{"access", "flow"} {
 		f, err := os.OpenFile(filepath.Join(dir, w.Namespace+"."+w.Name+"."+kind+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {
 			closeAll(files)
