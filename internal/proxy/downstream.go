@@ -104,7 +104,9 @@ func reset(c net.Conn) {
 			x.Close()
 			return
 		case *sysConn:
-			c = x.TCPConn
+			x.SetLinger(0)
+			x.Close() // through sysConn: its close hook runs
+			return
 		case *downstream:
 			c = x.Conn
 		case interface{ NetConn() net.Conn }:
