@@ -21,6 +21,26 @@ type outReq struct {
 	contentLength        int64       // -1: unknown, sent chunked
 	r                    *http.Request
 	w                    http.ResponseWriter // the client's, for abortBody
+	buf                  []byte              // the whole body, once bufferBody has read it
+}
+
+// bufferBody reads a body of known length up to syncBodyMax into memory,
+// once, so that the request can be sent again on a retry: Envoy buffers a
+// request body for its retries too, within its buffer limit. A longer or
+// chunked body streams, and is not retried.
+func (q *outReq) bufferBody() error {
+	if q.buf != nil || q.body == nil || q.contentLength <= 0 || q.contentLength > syncBodyMax {
+		return nil
+	}
+	b := make([]byte, q.contentLength)
+	if _, err := io.ReadFull(q.body, b); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return bodyError{err}
+	}
+	q.buf = b
+	return nil
 }
 
 // errClientGone ends an exchange whose HTTP/1 client went away.
@@ -54,8 +74,8 @@ func (q *outReq) abortBody() {
 }
 
 // replayable reports whether the request can be sent again: it has no
-// body, so nothing was consumed from the client.
-func (q *outReq) replayable() bool { return q.body == nil || q.contentLength == 0 }
+// body, or its body is buffered.
+func (q *outReq) replayable() bool { return q.body == nil || q.contentLength == 0 || q.buf != nil }
 
 // syncBodyMax is the largest body written before the response is read.
 // Larger or unknown-length bodies are written by a goroutine while the
@@ -155,15 +175,16 @@ func writeBody(bw *bufio.Writer, q *outReq) error {
 // exchange sends q on pc and reads the response head. sent reports
 // whether the request may have reached the server.
 func exchange(ctx context.Context, pc *pconn, q *outReq) (resp *http.Response, sent bool, err error) {
+	if err := q.bufferBody(); err != nil {
+		return nil, false, err
+	}
 	pc.requests++
 	writeHead(pc.bw, q)
-	if q.body == nil || q.contentLength == 0 || (q.contentLength > 0 && q.contentLength <= syncBodyMax) {
-		if q.body != nil && q.contentLength > 0 {
-			if err := writeBody(pc.bw, q); err != nil {
-				return nil, true, err
-			}
-		} else if err := pc.bw.Flush(); err != nil {
-			return nil, false, err
+	if q.replayable() {
+		// The whole request at once: no body, or a buffered one.
+		pc.bw.Write(q.buf)
+		if err := pc.bw.Flush(); err != nil {
+			return nil, q.buf != nil, err
 		}
 	} else {
 		if err := pc.bw.Flush(); err != nil {

@@ -259,17 +259,39 @@ func TestRetries(t *testing.T) {
 	if got := m.access.eventually(1, `"response_code":503`, `"response_flags":"URX"`); len(got) != 1 {
 		t.Errorf("want one 503 URX line:\n%s", m.access)
 	}
-	// A request with a body is not replayed after a 503: Envoy would
-	// buffer it; this proxy streams it.
-	url, _ = frontendTo(t, m, "shop/flaky:8080", unavailable.addr)
+	// A request body up to 64 KiB is buffered and sent again on a
+	// retry, as Envoy buffers it; a longer one streams, and is not
+	// retried.
+	echo := startEcho(t, nil)
+	url, _ = frontendTo(t, m, "shop/flaky:8080", unavailable.addr, echo.addr)
 	before = unavailable.requests.Load()
-	resp, err := plain.Post(url+"/x", "text/plain", strings.NewReader("body"))
-	if err != nil {
-		t.Fatal(err)
+	for i := 0; i < 4; i++ {
+		resp, err := plain.Post(url+"/x", "text/plain", strings.NewReader("the body"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), "body=the body") {
+			t.Errorf("POST, 503 then another host: %d %q", resp.StatusCode, b)
+		}
 	}
-	resp.Body.Close()
-	if n := unavailable.requests.Load() - before; resp.StatusCode != 503 || n != 1 {
-		t.Errorf("POST to 503: %d after %d attempts", resp.StatusCode, n)
+	if unavailable.requests.Load() == before {
+		t.Error("no POST went to the 503 host first")
+	}
+	url, _ = frontendTo(t, m, "shop/flaky:8080", unavailable.addr)
+	for _, c := range []struct {
+		size, attempts int
+	}{{10, 3}, {syncBodyMax + 1, 1}} {
+		before = unavailable.requests.Load()
+		resp, err := plain.Post(url+"/x", "text/plain", strings.NewReader(strings.Repeat("b", c.size)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if n := unavailable.requests.Load() - before; resp.StatusCode != 503 || n != int64(c.attempts) {
+			t.Errorf("POST of %d bytes to 503: %d after %d attempts, want %d", c.size, resp.StatusCode, n, c.attempts)
+		}
 	}
 }
 
