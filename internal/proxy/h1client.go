@@ -319,9 +319,10 @@ const (
 // endpoint choice, connection, exchange, outlier detection and Istio's
 // default retry policy — up to 2 retries, on a connect failure or a 503
 // response, on another host when there is one, with Envoy's jittered
-// back-off. A 503 is retried only for a request without a body (Envoy
-// buffers bodies to replay them; this proxy streams them). The returned
-// result has a response to forward, or the local reply to send.
+// back-off. A 503 is retried for a request without a body or with one
+// buffered (bufferBody: up to 64 KiB); a streamed body is not replayed.
+// The returned result has a response to forward, or the local reply to
+// send.
 func (c *cluster) roundTrip(ctx context.Context, s *settings, q *outReq, res *result) {
 	if c.active.Add(1) > int64(s.maxRequests) {
 		c.active.Add(-1)
