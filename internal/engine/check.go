@@ -472,8 +472,19 @@ func (e *Engine) servicePort(w *config.Workload, port uint16) (*config.Service, 
 // the protocol it read. Ports without a declared protocol are sniffed, so
 // HTTP is seen as HTTP.
 func opaqueProtocol(sp *config.ServicePort) (string, bool) {
+	switch p := declaredProtocol(sp); p {
+	case "tcp", "tls", "https", "mongo", "mysql", "redis", "udp":
+		return p, true
+	}
+	return "", false
+}
+
+// declaredProtocol is a Service port's protocol as Istio's protocol
+// selection reads it: its appProtocol, else its name up to the first "-"
+// (lower-cased; "" for none).
+func declaredProtocol(sp *config.ServicePort) string {
 	if sp == nil {
-		return "", false
+		return ""
 	}
 	p := sp.AppProtocol
 	if p == "" {
@@ -482,9 +493,27 @@ func opaqueProtocol(sp *config.ServicePort) (string, bool) {
 			p = p[:i]
 		}
 	}
-	switch strings.ToLower(p) {
-	case "tcp", "tls", "https", "mongo", "mysql", "redis", "udp":
-		return strings.ToLower(p), true
+	return strings.ToLower(p)
+}
+
+// HTTP2 reports how Istio speaks to a workload port upstream: true for a
+// port declared HTTP/2, false for one declared HTTP/1.1, and set false
+// when the port declares no HTTP protocol, which follows the downstream
+// request's protocol.
+func (in *Inbound) HTTP2(port uint16) (h2, set bool) {
+	_, sp := in.e.servicePort(in.w.Workload, port)
+	return http2Of(sp)
+}
+
+// http2Of is Istio's protocol selection for HTTP versions: http2, grpc,
+// grpc-web and the Kubernetes appProtocol kubernetes.io/h2c are HTTP/2;
+// http (and kubernetes.io/ws) HTTP/1.1.
+func http2Of(sp *config.ServicePort) (h2, set bool) {
+	switch declaredProtocol(sp) {
+	case "http2", "grpc", "grpc-web", "kubernetes.io/h2c":
+		return true, true
+	case "http", "kubernetes.io/ws":
+		return false, true
 	}
-	return "", false
+	return false, false
 }

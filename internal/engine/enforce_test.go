@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/palisade-security/palisade/internal/authz"
+	"github.com/palisade-security/palisade/internal/config"
 )
 
 // TestInboundAgreesWithCheck decides the same requests through the proxy's
@@ -83,5 +84,40 @@ func TestOutboundConnectAgreesWithCheck(t *testing.T) {
 	}
 	if layers[LayerNetworkEgress] == 0 || layers[LayerNetworkIngress] == 0 {
 		t.Errorf("denials by layer %v: the reference system denies at both", layers)
+	}
+}
+
+// TestHTTP2Of: the HTTP version Istio uses upstream for a Service port,
+// by appProtocol first, then by the name's prefix (Istio's "Protocol
+// Selection": name <protocol>[-<suffix>], appProtocol, and Kubernetes'
+// kubernetes.io/h2c and kubernetes.io/ws).
+func TestHTTP2Of(t *testing.T) {
+	cases := []struct {
+		name, appProtocol string
+		h2, set           bool
+	}{
+		{name: "grpc", h2: true, set: true},
+		{name: "grpc-api", h2: true, set: true},
+		{name: "grpc-web", h2: true, set: true},
+		{name: "http2-x", h2: true, set: true},
+		{name: "GRPC", h2: true, set: true},
+		{name: "http", set: true},
+		{name: "http-web", set: true},
+		{name: "web", appProtocol: "grpc", h2: true, set: true},
+		{name: "grpc", appProtocol: "http", set: true}, // appProtocol wins
+		{name: "x", appProtocol: "kubernetes.io/h2c", h2: true, set: true},
+		{name: "x", appProtocol: "kubernetes.io/ws", set: true},
+		{name: "web"},         // undeclared: the downstream protocol
+		{name: "tcp-db"},      // not HTTP at all
+		{name: "httpx-thing"}, // "httpx" is no protocol
+	}
+	for _, c := range cases {
+		h2, set := http2Of(&config.ServicePort{Name: c.name, AppProtocol: c.appProtocol})
+		if h2 != c.h2 || set != c.set {
+			t.Errorf("port %q appProtocol %q: h2=%v set=%v, want %v %v", c.name, c.appProtocol, h2, set, c.h2, c.set)
+		}
+	}
+	if h2, set := http2Of(nil); h2 || set {
+		t.Error("no service port: want the downstream protocol")
 	}
 }

@@ -93,6 +93,28 @@ func detectTLS(d *downstream, timeout time.Duration) (bool, error) {
 	return buf[0] == 0x16 && buf[1] == 0x03, nil
 }
 
+// detectH2C tells an application's cleartext HTTP/2 (the connection
+// preface "PRI * HTTP/2.0", sent first with prior knowledge, as gRPC
+// does) from HTTP/1.x, whose methods never read "PRI", on the first
+// bytes, which reads return again.
+func detectH2C(d *downstream, timeout time.Duration) (bool, error) {
+	var buf [3]byte
+	d.Conn.SetReadDeadline(time.Now().Add(timeout))
+	n := 0
+	var err error
+	for n < len(buf) && err == nil {
+		var m int
+		m, err = d.Conn.Read(buf[n:])
+		n += m
+	}
+	d.Conn.SetReadDeadline(time.Time{})
+	d.peeked = append([]byte(nil), buf[:n]...)
+	if n < len(buf) {
+		return false, err
+	}
+	return string(buf[:]) == "PRI", nil
+}
+
 // reset closes a connection with a TCP RST instead of a FIN (SO_LINGER
 // 0), as Envoy does when it refuses one: the client sees "connection
 // reset by peer" at once instead of a clean end of stream.

@@ -324,12 +324,9 @@ const (
 // The returned result has a response to forward, or the local reply to
 // send.
 func (c *cluster) roundTrip(ctx context.Context, s *settings, q *outReq, res *result) {
-	if c.active.Add(1) > int64(s.maxRequests) {
-		c.active.Add(-1)
-		res.local(http.StatusServiceUnavailable, "UO", "upstream_reset_before_response_started{overflow}", bodyOverflow)
+	if !c.admit(s, res) {
 		return
 	}
-	res.activeHeld = true
 	var avoid *endpoint
 	retrying, staleRetried := false, false
 	defer func() {
@@ -420,6 +417,18 @@ func (c *cluster) roundTrip(ctx context.Context, s *settings, q *outReq, res *re
 	}
 }
 
+// admit takes a place among the requests in flight (http2MaxRequests), or
+// sets the overflow reply.
+func (c *cluster) admit(s *settings, res *result) bool {
+	if c.active.Add(1) > int64(s.maxRequests) {
+		c.active.Add(-1)
+		res.local(http.StatusServiceUnavailable, "UO", "upstream_reset_before_response_started{overflow}", bodyOverflow)
+		return false
+	}
+	res.activeHeld = true
+	return true
+}
+
 // retryNext takes a retry from the budget and waits out the back-off.
 func (c *cluster) retryNext(ctx context.Context, s *settings, retrying *bool, attempt int) bool {
 	if *retrying {
@@ -455,6 +464,8 @@ type result struct {
 	// bodyWriter: the request body's writer was still running when the
 	// exchange was done (see finish).
 	bodyWriter chan error
+	h2         bool    // resp came over HTTP/2 (roundTripH2): close its body when done
+	h2Body     *h2Body // the request body sent over HTTP/2, for its byte count
 	// A local reply, when resp is nil. status 0: no reply (the client is
 	// gone).
 	status           int

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/palisade-security/palisade/internal/authz"
 	"github.com/palisade-security/palisade/internal/engine"
 	"github.com/palisade-security/palisade/internal/telemetry"
@@ -147,6 +149,13 @@ func requestTarget(r *http.Request) string {
 // forwarded (RFC 9110 §7.6.1; the list net/http/httputil uses).
 // Expect is answered by the proxy's own server.
 func removeHopByHop(h http.Header) {
+	// "TE: trailers" is passed on, as Envoy does: gRPC servers ask for it.
+	trailers := httpguts.HeaderValuesContainsToken(h["Te"], "trailers")
+	defer func() {
+		if trailers {
+			h["Te"] = teTrailers
+		}
+	}()
 	for _, v := range h["Connection"] {
 		for _, f := range strings.Split(v, ",") {
 			if f = strings.TrimSpace(f); f != "" {
@@ -170,8 +179,9 @@ func isHopByHop(k string) bool {
 }
 
 var (
-	textPlain = []string{"text/plain"}
-	connClose = []string{"close"}
+	teTrailers = []string{"trailers"}
+	textPlain  = []string{"text/plain"}
+	connClose  = []string{"close"}
 )
 
 // localReply answers the request from the proxy, as Envoy's local replies
@@ -232,7 +242,9 @@ func copyResponse(w http.ResponseWriter, resp *http.Response) (n int64, eof, ups
 		}
 	}
 	for k, vv := range resp.Trailer {
-		h[k] = vv
+		// With the prefix, a trailer the response did not announce (gRPC
+		// announces none) is still sent as one over HTTP/2.
+		h[http.TrailerPrefix+k] = vv
 	}
 	return n, true, false
 }

@@ -187,13 +187,14 @@ func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request, d *downstre
 	} else {
 		delete(h, "X-Forwarded-Client-Cert")
 	}
-	p.forward(w, r, d, rs, ip.app, ip.appS)
+	pv := &v.inPorts[ip.idx]
+	p.forward(w, r, d, rs, ip.app, ip.appS, useH2(pv.h2, pv.h2set, r))
 	p.emitHTTP(rs, cv, d, r)
 }
 
 // forward sends the request to a cluster and the response (or a local
 // reply) back to the client.
-func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, d *downstream, rs *reqState, c *cluster, s *settings) {
+func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, d *downstream, rs *reqState, c *cluster, s *settings, h2 bool) {
 	q := &rs.q
 	*q = outReq{method: r.Method, target: rs.path, host: r.Host, header: r.Header, contentLength: r.ContentLength, r: r, w: w}
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
@@ -203,15 +204,22 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, d *downstream, r
 		}
 		rs.body.r = body
 		q.body = &rs.body
-		if r.ContentLength < 0 || r.ContentLength > syncBodyMax {
+		if h2 {
+			q.body = body // counted by roundTripH2's h2Body, not the pooled reqState
+		}
+		if h2 || r.ContentLength < 0 || r.ContentLength > syncBodyMax {
 			// The body streams while the response is read.
 			http.NewResponseController(w).EnableFullDuplex() // HTTP/2 is always full duplex
 		}
 	} else {
 		q.contentLength = 0
 	}
-	c.roundTrip(r.Context(), s, q, &rs.res)
 	res := &rs.res
+	if h2 {
+		c.roundTripH2(r.Context(), s, q, res)
+	} else {
+		c.roundTrip(r.Context(), s, q, res)
+	}
 	if res.upstreamHost != "" {
 		rs.upstream = res.upstreamHost
 	}
@@ -245,6 +253,12 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, d *downstream, r
 		rs.grpcStatus = res.resp.Trailer.Get("Grpc-Status")
 		if rs.grpcStatus == "" {
 			rs.grpcStatus = res.resp.Header.Get("Grpc-Status")
+		}
+	}
+	if res.h2 {
+		res.resp.Body.Close()
+		if res.h2Body != nil {
+			rs.body.n = res.h2Body.n.Load()
 		}
 	}
 	c.done(res, eof)

@@ -31,6 +31,15 @@ func (p *Proxy) handleOutbound(ctx context.Context, ol *outListener, c net.Conn)
 		p.outboundTCP(ctx, d, v)
 		return
 	}
+	h2c, err := detectH2C(d, p.lim.ReadHeaderTimeout)
+	if err != nil {
+		c.Close()
+		return
+	}
+	if h2c {
+		ol.h2cq.push(d)
+		return
+	}
 	h := &h1Conn{Conn: d}
 	d.framing = &h.f
 	p.serveHTTP1(h, d, p.serveOutbound)
@@ -113,7 +122,7 @@ func (p *Proxy) serveOutbound(w http.ResponseWriter, r *http.Request, d *downstr
 		if _, ok := h["X-Request-Id"]; !ok {
 			h["X-Request-Id"] = []string{newRequestID()}
 		}
-		p.forward(w, r, d, rs, ol.cluster, dest.s)
+		p.forward(w, r, d, rs, ol.cluster, dest.s, useH2(dest.h2, dest.h2set, r))
 		if rs.details == "network_policy_denied" {
 			rs.dec = engine.Decision{Layer: engine.LayerNetworkEgress, Reason: errEgressDenied.Error()}
 		}

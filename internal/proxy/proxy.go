@@ -71,6 +71,10 @@ type outListener struct {
 	target  target
 	ln      net.Listener
 	cluster *cluster
+	// h2c serves the listener's cleartext HTTP/2 (prior knowledge)
+	// connections, gRPC's; HTTP/1.x connections are served by serveHTTP1.
+	h2c  *http.Server
+	h2cq *connQueue
 	// lastIP is the address an fqdn last resolved to, for the egress
 	// check of requests on pooled connections.
 	lastIP atomic.Pointer[netip.Addr]
@@ -141,6 +145,10 @@ func New(cfg Config) (*Proxy, error) {
 		t, _ := parseTarget(out.To)
 		ol := &outListener{idx: i, cfg: out, target: t, ln: ln}
 		ol.cluster = newCluster(out.To, nil, p.dialer(ol))
+		ol.h2cq = newConnQueue(ln.Addr())
+		ol.h2c = p.h2Server(p.serveOutbound)
+		ol.h2c.Protocols = new(http.Protocols)
+		ol.h2c.Protocols.SetUnencryptedHTTP2(true)
 		p.outbound = append(p.outbound, ol)
 	}
 	if cfg.MetricsAddr != "" {
@@ -179,7 +187,7 @@ func (p *Proxy) MetricsAddr() net.Addr {
 // Metrics is the proxy's metrics registry.
 func (p *Proxy) Metrics() *telemetry.Metrics { return p.metrics }
 
-// h2Server is the HTTP/2 server of an inbound port. Its timeouts and
+// h2Server is the HTTP/2 server of an inbound port or outbound listener. Its timeouts and
 // limits are the hardening of Limits; connections reach it through a
 // connQueue after protocol detection and the TLS handshake.
 func (p *Proxy) h2Server(h handlerFunc) *http.Server {
@@ -204,10 +212,13 @@ type downstreamKey struct{}
 
 // connContext attaches the connection's metadata to its requests.
 func connContext(ctx context.Context, c net.Conn) context.Context {
-	if c, ok := c.(*tls.Conn); ok {
+	switch c := c.(type) {
+	case *tls.Conn:
 		if d, ok := c.NetConn().(*downstream); ok {
 			return context.WithValue(ctx, downstreamKey{}, d)
 		}
+	case *downstream: // h2c on an outbound listener
+		return context.WithValue(ctx, downstreamKey{}, c)
 	}
 	return ctx
 }
@@ -233,6 +244,8 @@ func (p *Proxy) view() *view {
 		ol := p.outbound[i]
 		if prev != nil && d.s.sameAs(prev.dests[i].s) {
 			d.s = prev.dests[i].s // keep the pooled connections
+		} else if prev != nil {
+			ol.cluster.dropH2(prev.dests[i].s)
 		}
 		if d.err != nil {
 			continue
@@ -275,6 +288,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	for _, ol := range p.outbound {
 		ol := ol
 		serve(func() error { return p.accept(ol.ln, func(c net.Conn) { p.handleOutbound(ctx, ol, c) }) })
+		serve(func() error { return ol.h2c.Serve(ol.h2cq) })
 	}
 	stopWatch := make(chan struct{})
 	defer close(stopWatch)
@@ -305,6 +319,9 @@ func (p *Proxy) shutdown(metricsSrv *http.Server) {
 	srvs := []*http.Server{metricsSrv}
 	for _, ip := range p.inbound {
 		srvs = append(srvs, ip.h2)
+	}
+	for _, ol := range p.outbound {
+		srvs = append(srvs, ol.h2c)
 	}
 	wg.Add(1)
 	go func() {
@@ -347,6 +364,7 @@ func (p *Proxy) closeListeners() {
 	}
 	for _, ol := range p.outbound {
 		ol.ln.Close()
+		ol.h2cq.Close()
 	}
 	if p.metricsLn != nil {
 		p.metricsLn.Close()

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/http2"
 )
 
 // cluster is one upstream — an outbound destination, or the application
@@ -32,6 +34,7 @@ type cluster struct {
 	conns     int       // open connections, all endpoints (maxConnections)
 	waiters   []*waiter // requests queued for a connection (http1MaxPendingRequests)
 	lastSweep time.Time
+	h2        map[*settings]*http2.Transport // HTTP/2 transports by settings (h2client.go)
 }
 
 // endpoint is one upstream host. Its fields are guarded by cluster.mu.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"golang.org/x/net/http2"
 	networkingv1alpha3 "istio.io/api/networking/v1alpha3"
 
 	"github.com/palisade-security/palisade/internal/config"
@@ -49,25 +50,29 @@ type view struct {
 type inPortView struct {
 	mode mtls.Mode
 	tcp  bool
+	// h2, h2set: the port is declared HTTP/2 (h2) or HTTP/1.1; unset,
+	// the application gets the request's own protocol.
+	h2, h2set bool
 	// The Service the port belongs to, for destination_service.
 	svcHost, svcName, svcNS string
 }
 
 // destination is an outbound listener's destination under one engine.
 type destination struct {
-	err      error // the destination cannot be reached under this engine (503 NC)
-	workload *config.Workload
-	fqdn     string
-	port     uint16 // workload port (or the external port)
-	tcp      bool
-	host     string // the service FQDN (or fqdn); DestinationRule host
-	svcName  string
-	svcNS    string
-	sni      string
-	cluster  string // Envoy's cluster name, for the access log
-	peer     telemetry.Peer
-	rule     string // the DestinationRule applied, "namespace/name"
-	s        *settings
+	err       error // the destination cannot be reached under this engine (503 NC)
+	workload  *config.Workload
+	fqdn      string
+	port      uint16 // workload port (or the external port)
+	tcp       bool
+	h2, h2set bool   // declared HTTP/2 or HTTP/1.1 (see inPortView)
+	host      string // the service FQDN (or fqdn); DestinationRule host
+	svcName   string
+	svcNS     string
+	sni       string
+	cluster   string // Envoy's cluster name, for the access log
+	peer      telemetry.Peer
+	rule      string // the DestinationRule applied, "namespace/name"
+	s         *settings
 	// egress is the egress policy's decision for a workload destination,
 	// which depends on the engine alone.
 	egress engine.Decision
@@ -105,6 +110,7 @@ func (p *Proxy) buildView(e *engine.Engine) *view {
 	}
 	for _, ip := range p.inbound {
 		pv := inPortView{mode: v.in.Mode(ip.cfg.Port), tcp: ip.cfg.TCP || v.in.OpaqueTCP(ip.cfg.Port)}
+		pv.h2, pv.h2set = v.in.HTTP2(ip.cfg.Port)
 		if svc, _ := servicePort(inv, self, ip.cfg.Port); svc != nil {
 			pv.svcHost, pv.svcName, pv.svcNS = serviceHost(svc), svc.Name, svc.Namespace
 		}
@@ -224,6 +230,7 @@ func namespaceOfID(id string) string {
 // with Istio's and Envoy's defaults.
 type settings struct {
 	tls        *tls.Config // nil: plaintext
+	tlsH2      *tls.Config // tls offering HTTP/2 (ALPN h2), for HTTP/2 upstreams
 	mutual     bool        // ISTIO_MUTUAL: the client presents its SVID
 	expectedID string      // the server's SPIFFE ID under ISTIO_MUTUAL
 
@@ -396,6 +403,7 @@ func (p *Proxy) resolveDestination(v *view, drs []*config.Resource[*networkingv1
 	d.egress = v.out.Connect(dst, netip.Addr{}, "", t.port)
 	dstIn := e.Inbound(dst)
 	d.tcp = ol.cfg.Protocol == "tcp" || (ol.cfg.Protocol == "" && dstIn.OpaqueTCP(t.port))
+	d.h2, d.h2set = dstIn.HTTP2(t.port)
 	svcPort := uint32(t.port)
 	if svc, sp := servicePort(&e.Snapshot.Inventory, dst, t.port); svc != nil {
 		d.host, d.svcName, d.svcNS = serviceHost(svc), svc.Name, svc.Namespace
@@ -437,6 +445,8 @@ func (p *Proxy) resolveDestination(v *view, drs []*config.Resource[*networkingv1
 		d.s.tls.ServerName = d.sni
 		if !d.tcp {
 			d.s.tls.NextProtos = []string{"http/1.1"}
+			d.s.tlsH2 = d.s.tls.Clone()
+			d.s.tlsH2.NextProtos = []string{http2.NextProtoTLS}
 		}
 	}
 	return d
