@@ -93,26 +93,29 @@ func detectTLS(d *downstream, timeout time.Duration) (bool, error) {
 	return buf[0] == 0x16 && buf[1] == 0x03, nil
 }
 
-// detectH2C tells an application's cleartext HTTP/2 (the connection
-// preface "PRI * HTTP/2.0", sent first with prior knowledge, as gRPC
-// does) from HTTP/1.x, whose methods never read "PRI", on the first
-// bytes, which reads return again.
+// detectH2C tells cleartext HTTP/2 (the connection preface "PRI *
+// HTTP/2.0", sent first with prior knowledge, as gRPC does) from
+// HTTP/1.x, whose methods never read "PRI", on the first three bytes
+// (after any detectTLS peeked), which reads return again.
 func detectH2C(d *downstream, timeout time.Duration) (bool, error) {
-	var buf [3]byte
-	d.Conn.SetReadDeadline(time.Now().Add(timeout))
-	n := 0
+	const n = len("PRI")
+	buf := append(make([]byte, 0, n), d.peeked...)
 	var err error
-	for n < len(buf) && err == nil {
-		var m int
-		m, err = d.Conn.Read(buf[n:])
-		n += m
+	if len(buf) < n {
+		d.Conn.SetReadDeadline(time.Now().Add(timeout))
+		var tmp [n]byte
+		for len(buf) < n && err == nil {
+			var m int
+			m, err = d.Conn.Read(tmp[:n-len(buf)])
+			buf = append(buf, tmp[:m]...)
+		}
+		d.Conn.SetReadDeadline(time.Time{})
 	}
-	d.Conn.SetReadDeadline(time.Time{})
-	d.peeked = append([]byte(nil), buf[:n]...)
-	if n < len(buf) {
+	d.peeked = buf
+	if len(buf) < n {
 		return false, err
 	}
-	return string(buf[:]) == "PRI", nil
+	return string(buf[:n]) == "PRI", nil
 }
 
 // reset closes a connection with a TCP RST instead of a FIN (SO_LINGER

@@ -373,19 +373,7 @@ func (c *cluster) roundTrip(ctx context.Context, s *settings, q *outReq, res *re
 			var be bodyError
 			switch {
 			case errors.As(err, &be):
-				var mbe *http.MaxBytesError
-				var ne net.Error
-				switch {
-				case errors.As(be.err, &mbe):
-					res.local(http.StatusRequestEntityTooLarge, "", "request_payload_too_large", "Payload Too Large")
-				case errors.As(be.err, &ne) || errors.Is(be.err, io.ErrUnexpectedEOF) || errors.Is(be.err, io.EOF):
-					res.local(0, "DC", "downstream_remote_disconnect", "")
-				default:
-					// The body itself is malformed (chunk syntax): Envoy's
-					// codec answers 400 and closes the connection.
-					res.local(http.StatusBadRequest, "", "http1.codec_error", "Bad Request")
-					res.closeConn = true
-				}
+				bodyFailed(res, be.err)
 				return
 			case ctx.Err() != nil || q.clientGone():
 				res.local(0, "DC", "downstream_remote_disconnect", "")
@@ -414,6 +402,24 @@ func (c *cluster) roundTrip(ctx context.Context, s *settings, q *outReq, res *re
 		}
 		res.resp, res.pc = resp, pc
 		return
+	}
+}
+
+// bodyFailed sets the reply to a request whose body could not be read
+// from the client: over the size limit (413), the client gone (DC), or a
+// malformed body, which Envoy's codec answers with 400 and a closed
+// connection.
+func bodyFailed(res *result, err error) {
+	var mbe *http.MaxBytesError
+	var ne net.Error
+	switch {
+	case errors.As(err, &mbe):
+		res.local(http.StatusRequestEntityTooLarge, "", "request_payload_too_large", "Payload Too Large")
+	case errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+		res.local(0, "DC", "downstream_remote_disconnect", "")
+	default:
+		res.local(http.StatusBadRequest, "", "http1.codec_error", "Bad Request")
+		res.closeConn = true
 	}
 }
 

@@ -83,6 +83,19 @@ func (p *Proxy) handleInbound(ctx context.Context, ip *inPort, c net.Conn) {
 		ip.h2q.push(conn)
 		return
 	}
+	if !d.tls {
+		// Cleartext HTTP/2 with prior knowledge: what a client's proxy
+		// sends a grpc port whose PeerAuthentication is DISABLE.
+		h2c, err := detectH2C(d, p.lim.ReadHeaderTimeout)
+		if err != nil {
+			c.Close()
+			return
+		}
+		if h2c {
+			ip.h2q.push(d)
+			return
+		}
+	}
 	h := &h1Conn{Conn: conn}
 	d.framing = &h.f
 	p.serveHTTP1(h, d, p.serveInbound)
@@ -256,10 +269,13 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, d *downstream, r
 		}
 	}
 	if res.h2 {
-		res.resp.Body.Close()
+		// The response is over: the client's body is no longer wanted,
+		// and closing the response waits for the transport's writer.
 		if res.h2Body != nil {
+			res.h2Body.stop(q.abortBody)
 			rs.body.n = res.h2Body.n.Load()
 		}
+		res.resp.Body.Close()
 	}
 	c.done(res, eof)
 	if res.bodyWriter != nil {

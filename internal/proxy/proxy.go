@@ -147,8 +147,6 @@ func New(cfg Config) (*Proxy, error) {
 		ol.cluster = newCluster(out.To, nil, p.dialer(ol))
 		ol.h2cq = newConnQueue(ln.Addr())
 		ol.h2c = p.h2Server(p.serveOutbound)
-		ol.h2c.Protocols = new(http.Protocols)
-		ol.h2c.Protocols.SetUnencryptedHTTP2(true)
 		p.outbound = append(p.outbound, ol)
 	}
 	if cfg.MetricsAddr != "" {
@@ -203,8 +201,13 @@ func (p *Proxy) h2Server(h handlerFunc) *http.Server {
 		MaxHeaderBytes: max(p.lim.MaxHeaderBytes-4096, 1024),
 		ConnContext:    connContext,
 		HTTP2:          &http.HTTP2Config{MaxConcurrentStreams: int(p.lim.MaxConcurrentStreams)},
-		ErrorLog:       log.New(io.Discard, "", 0),
+		// HTTP/2 only, over TLS (ALPN h2) or in cleartext with prior
+		// knowledge: HTTP/1.x connections never reach this server.
+		Protocols: new(http.Protocols),
+		ErrorLog:  log.New(io.Discard, "", 0),
 	}
+	srv.Protocols.SetHTTP2(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
 	return srv
 }
 

@@ -13,7 +13,6 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
-	"golang.org/x/net/http2"
 	networkingv1alpha3 "istio.io/api/networking/v1alpha3"
 
 	"github.com/palisade-security/palisade/internal/config"
@@ -388,6 +387,7 @@ func (p *Proxy) resolveDestination(v *view, drs []*config.Resource[*networkingv1
 				sni = t.fqdn
 			}
 			d.s.tls = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: sni, RootCAs: p.cfg.ExternalRoots}
+			d.s.tlsH2 = h2Config(d.s.tls)
 		default:
 			d.err = fmt.Errorf("DestinationRule %s: tls mode %s towards an external host needs client certificates Palisade does not provision", d.rule, mode)
 		}
@@ -445,8 +445,7 @@ func (p *Proxy) resolveDestination(v *view, drs []*config.Resource[*networkingv1
 		d.s.tls.ServerName = d.sni
 		if !d.tcp {
 			d.s.tls.NextProtos = []string{"http/1.1"}
-			d.s.tlsH2 = d.s.tls.Clone()
-			d.s.tlsH2.NextProtos = []string{http2.NextProtoTLS}
+			d.s.tlsH2 = h2Config(d.s.tls)
 		}
 	}
 	return d
@@ -459,7 +458,7 @@ func (s *settings) sameAs(o *settings) bool {
 	if s == nil || o == nil {
 		return s == o
 	}
-	if (s.tls == nil) != (o.tls == nil) || s.mutual != o.mutual || s.expectedID != o.expectedID {
+	if (s.tls == nil) != (o.tls == nil) || (s.tlsH2 == nil) != (o.tlsH2 == nil) || s.mutual != o.mutual || s.expectedID != o.expectedID {
 		return false
 	}
 	if s.tls != nil && (s.tls.ServerName != o.tls.ServerName || s.tls.RootCAs != o.tls.RootCAs) {
