@@ -84,21 +84,32 @@ func (p *Proxy) handleInbound(ctx context.Context, ip *inPort, c net.Conn) {
 		return
 	}
 	if !d.tls {
-		// Cleartext HTTP/2 with prior knowledge: what a client's proxy
-		// sends a grpc port whose PeerAuthentication is DISABLE.
-		h2c, err := detectH2C(d, p.lim.ReadHeaderTimeout)
-		if err != nil {
-			c.Close()
-			return
-		}
-		if h2c {
-			ip.h2q.push(d)
-			return
-		}
+		// Cleartext HTTP/2 is what a client's proxy sends a grpc port
+		// whose PeerAuthentication is DISABLE.
+		p.serveCleartext(d, ip.h2q, p.serveInbound)
+		return
 	}
 	h := &h1Conn{Conn: conn}
 	d.framing = &h.f
 	p.serveHTTP1(h, d, p.serveInbound)
+}
+
+// serveCleartext serves a cleartext HTTP connection: HTTP/2 with prior
+// knowledge goes to the listener's HTTP/2 server (q), HTTP/1.x to
+// serveHTTP1.
+func (p *Proxy) serveCleartext(d *downstream, q *connQueue, h handlerFunc) {
+	h2c, err := detectH2C(d, p.lim.ReadHeaderTimeout)
+	if err != nil {
+		d.Close()
+		return
+	}
+	if h2c {
+		q.push(d)
+		return
+	}
+	hc := &h1Conn{Conn: d}
+	d.framing = &hc.f
+	p.serveHTTP1(hc, d, h)
 }
 
 // refused reports a connection refused before any request: at protocol

@@ -31,18 +31,7 @@ func (p *Proxy) handleOutbound(ctx context.Context, ol *outListener, c net.Conn)
 		p.outboundTCP(ctx, d, v)
 		return
 	}
-	h2c, err := detectH2C(d, p.lim.ReadHeaderTimeout)
-	if err != nil {
-		c.Close()
-		return
-	}
-	if h2c {
-		ol.h2cq.push(d)
-		return
-	}
-	h := &h1Conn{Conn: d}
-	d.framing = &h.f
-	p.serveHTTP1(h, d, p.serveOutbound)
+	p.serveCleartext(d, ol.h2cq, p.serveOutbound)
 }
 
 // egress asks the engine whether the workload may connect to the
