@@ -198,9 +198,16 @@ func runProxy(cmd *cobra.Command, f *proxyFlags) error {
 	if a := p.MetricsAddr(); a != nil {
 		fmt.Fprintf(cmd.ErrOrStderr(), "palisade proxy: metrics http://%s/metrics\n", a)
 	}
-	if _, err := procmem.ReleaseExecutablePages(); err != nil {
-		fmt.Fprintf(cmd.ErrOrStderr(), "palisade proxy: %v\n", err)
+	// Drop the pages start-up touched, now and once the listeners' servers
+	// have started (net/http sets up HTTP/2 when it starts serving).
+	release := func() {
+		if _, err := procmem.ReleaseExecutablePages(); err != nil {
+			fmt.Fprintf(cmd.ErrOrStderr(), "palisade proxy: %v\n", err)
+		}
 	}
+	release()
+	t := time.AfterFunc(2*time.Second, release)
+	defer t.Stop()
 	return p.Run(ctx)
 }
 

@@ -18,11 +18,12 @@ import (
 
 // HTTP/2 to upstreams, which gRPC needs end to end: its calls are HTTP/2
 // streams whose status comes in trailers. Istio sends a port declared
-// http2, grpc, grpc-web or h2c HTTP/2 upstream, a port declared http
-// HTTP/1.1, and a port with no declared protocol in the protocol the
-// request came in (engine.Inbound.HTTP2). To the destination's proxy the
-// HTTP/2 connection is mutual TLS with ALPN h2; to the application it is
-// cleartext HTTP/2 with prior knowledge (h2c).
+// http2, grpc, grpc-web or kubernetes.io/h2c HTTP/2 upstream, a port
+// declared http HTTP/1.1, and a port with no declared protocol in the
+// protocol the request came in (engine.Inbound.HTTP2). To the
+// destination's proxy the HTTP/2 connection is mutual TLS with ALPN h2
+// (or cleartext when the destination's port is DISABLE); to the
+// application it is cleartext HTTP/2 with prior knowledge (h2c).
 //
 // One HTTP/2 connection per endpoint carries all the requests to it, so
 // maxConnections and the connection pool settings of HTTP/1.1 do not
