@@ -69,28 +69,41 @@ var errNoBytes = errors.New("no bytes before the detection timeout")
 // speak a server-first protocol (MySQL), which Istio's inbound listener
 // serves as plaintext after the timeout.
 func detectTLS(d *downstream, timeout time.Duration) (bool, error) {
-	var buf [2]byte
-	d.Conn.SetReadDeadline(time.Now().Add(timeout))
-	n := 0
-	var err error
-	for n < 2 && err == nil {
-		var m int
-		m, err = d.Conn.Read(buf[n:])
-		n += m
-	}
-	d.Conn.SetReadDeadline(time.Time{})
-	d.peeked = append([]byte(nil), buf[:n]...)
-	if n == 0 {
+	b, err := peek(d, 2, timeout)
+	switch len(b) {
+	case 0:
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
 			return false, errNoBytes
 		}
 		return false, err
+	case 1:
+		return b[0] == 0x16, nil
 	}
-	if n == 1 {
-		return buf[0] == 0x16, nil
+	return b[0] == 0x16 && b[1] == 0x03, nil
+}
+
+// peek reads until the connection's first n bytes are in d.peeked (where
+// reads find them again), within timeout. With fewer, it returns the read
+// error.
+func peek(d *downstream, n int, timeout time.Duration) ([]byte, error) {
+	if len(d.peeked) >= n {
+		return d.peeked, nil
 	}
-	return buf[0] == 0x16 && buf[1] == 0x03, nil
+	buf := append(make([]byte, 0, n), d.peeked...)
+	var err error
+	d.Conn.SetReadDeadline(time.Now().Add(timeout))
+	for len(buf) < n && err == nil {
+		var m int
+		m, err = d.Conn.Read(buf[len(buf):n])
+		buf = buf[:len(buf)+m]
+	}
+	d.Conn.SetReadDeadline(time.Time{})
+	d.peeked = buf
+	if len(buf) < n {
+		return buf, err
+	}
+	return buf, nil
 }
 
 // detectH2C tells cleartext HTTP/2 (the connection preface "PRI *
@@ -98,24 +111,11 @@ func detectTLS(d *downstream, timeout time.Duration) (bool, error) {
 // HTTP/1.x, whose methods never read "PRI", on the first three bytes
 // (after any detectTLS peeked), which reads return again.
 func detectH2C(d *downstream, timeout time.Duration) (bool, error) {
-	const n = len("PRI")
-	buf := append(make([]byte, 0, n), d.peeked...)
-	var err error
-	if len(buf) < n {
-		d.Conn.SetReadDeadline(time.Now().Add(timeout))
-		var tmp [n]byte
-		for len(buf) < n && err == nil {
-			var m int
-			m, err = d.Conn.Read(tmp[:n-len(buf)])
-			buf = append(buf, tmp[:m]...)
-		}
-		d.Conn.SetReadDeadline(time.Time{})
-	}
-	d.peeked = buf
-	if len(buf) < n {
+	b, err := peek(d, len("PRI"), timeout)
+	if err != nil {
 		return false, err
 	}
-	return string(buf[:n]) == "PRI", nil
+	return string(b[:3]) == "PRI", nil
 }
 
 // reset closes a connection with a TCP RST instead of a FIN (SO_LINGER
